@@ -1,0 +1,47 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+
+void *cn_alloc(size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size)
+        return NULL;
+    size_t bytes = n * size;
+    if (bytes == 0)
+        bytes = 64;
+    /* round up so vector loops may read whole cache lines */
+    if (bytes > SIZE_MAX - 63)
+        return NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0)
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void cn_free(void *p)
+{
+    free(p);
+}
+
+int cn_scratch_reserve(cn_scratch *s, size_t bytes)
+{
+    if (bytes <= s->cap && s->ptr)
+        return 0;
+    void *p = cn_alloc(bytes, 1);
+    if (!p)
+        return -1;
+    cn_free(s->ptr);
+    s->ptr = p;
+    s->cap = bytes;
+    return 0;
+}
+
+void cn_scratch_release(cn_scratch *s)
+{
+    cn_free(s->ptr);
+    s->ptr = NULL;
+    s->cap = 0;
+}

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int cn_placeholder_model_prune_c;

@@ -124,8 +124,9 @@ float *cn_conv_ptr(const conure_model *m, float *arena, int32_t t);
 int32_t cn_conv_dilation(const conure_model *m, int32_t t);
 
 /* ---- tasks (model.c) ---- */
-/* Allocates head arrays and initialises the head from the model RNG. */
-conure_status cn_task_alloc_head(conure_model *m, cn_task *t);
+/* Allocates head arrays (zeroed); with init != 0 initialises the head from
+ * the model RNG (method §3).  t->kind and t->n_targets must be set. */
+conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init);
 void cn_task_free(cn_task *t);
 /* Resets Adam moments of backbone and the task head, phase_step = 0. */
 void cn_model_reset_adam(conure_model *m, cn_task *t);
@@ -134,7 +135,28 @@ conure_status cn_task_build_conv_eff(conure_model *m, int32_t task_id);
 /* Number of floats stored for the model (backbone + all heads). */
 int64_t cn_model_n_parameters(const conure_model *m);
 
+/* Copies this thread's last error message into m->errmsg (under err_lock).
+ * Every exported function taking a model calls it when it fails. */
+void cn_model_record_error(const conure_model *m);
+/* Resolves the run-time settings (threads, backend) from options (may be
+ * NULL) and the environment.  Used by create and load. */
+conure_status cn_model_apply_runtime(conure_model *m, const conure_options *o, const char *where);
+
 /* ---- the cycle (train.c, prune.c, infer.c) ---- */
+/* Explicit samples, for tests (NULL = draw from the model RNG). */
+typedef struct cn_samples {
+    const int32_t *ids;  /* sampled softmax: [n] distinct candidate item ids;
+                          * BPR / BCE: [batch] negative target ids */
+    int32_t n;
+    int64_t tries;       /* sampled softmax: draws made to get the n distinct ids */
+} cn_samples;
+/* Loss and gradients for one batch without changing any parameter: gradients
+ * w.r.t. the weights the forward used go to m->grads (backbone layout) and the
+ * task's head_grad.  all_grads != 0 computes every gradient (tests); 0 skips
+ * the ones the current phase does not train.  *loss gets the mean loss. */
+conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t *items,
+                                 int32_t batch, int32_t seq_len, const int32_t *targets,
+                                 const cn_samples *samples, int all_grads, double *loss);
 conure_status cn_model_train_step(conure_model *m, int32_t task_id, const int32_t *items,
                                   int32_t batch, int32_t seq_len, const int32_t *targets,
                                   float *loss);

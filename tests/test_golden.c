@@ -166,14 +166,6 @@ static const gt_tensor *gt_req(const golden *g, const char *name)
     return t;
 }
 
-static float *to_f32(const double *v, size_t n)
-{
-    float *x = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)v[i];
-    return x;
-}
-
 static int32_t *to_i32(const gt_tensor *t)
 {
     int32_t *x = malloc((t->n ? t->n : 1) * sizeof(int32_t));

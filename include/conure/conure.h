@@ -318,14 +318,18 @@ CONURE_API conure_status conure_model_discard_task(conure_model *model, int32_t 
  * -INFINITY; other tasks give h_u . E_k[j].  Uses only conv weights of tasks
  * 1..task and head `task` (method §4 step 4), so a DONE task's scores never
  * change when later tasks are trained.
- * @param task     a DONE task, or the task being trained (then with the
- *                 weights of its current phase)
+ * @param task     a DONE task.  A task still in DENSE or RETRAIN gives
+ *                 CONURE_E_STATE, unless the run-time setting
+ *                 "eval_unfinished" is 1 (conure_model_set_int): then it
+ *                 is scored with the weights of its current phase, for
+ *                 monitoring training.
  * @param items    [batch, seq_len] as in conure_model_train_step (a
  *                 separator is appended internally for non-next-item tasks)
  * @param scores   [batch, n_targets] output
  * @param scores_len  number of floats available at scores (>= batch*n_targets)
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_OUT_OF_RANGE (task, batch,
- *   seq_len, an item id); CONURE_E_BUFFER_TOO_SMALL; CONURE_E_STATE (no tasks);
+ *   seq_len, an item id; task when the model has no tasks);
+ *   CONURE_E_BUFFER_TOO_SMALL; CONURE_E_STATE (task not DONE, see above);
  *   CONURE_E_BACKEND; CONURE_E_NOMEM.
  * Thread-safe with other const calls on the same model.
  */
@@ -370,6 +374,7 @@ CONURE_API conure_status conure_model_user_vectors(const conure_model *model, in
  * Reads an integer property.  Keys: "vocab_size", "channels", "kernel_width",
  * "n_blocks", "n_conv_tensors" (= 2*n_blocks), "max_len", "seed", "threads",
  * "n_tasks", "n_parameters" (every stored float: backbone + heads),
+ * "eval_unfinished" (run-time setting),
  * "receptive_field" (positions), "training_mode" (0 conure, 1 finetune),
  * "block_order" (0 pre_norm, 1 post_norm).
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_INVALID_ARG (unknown key).
@@ -380,7 +385,8 @@ CONURE_API conure_status conure_model_get_int(const conure_model *model, const c
 
 /**
  * Changes a run-time setting of a model (not stored in model files):
- * "threads" (0 .. 1024, 0 = all online CPUs).
+ * "threads" (0 .. 1024, 0 = all online CPUs); "eval_unfinished" (0 or 1,
+ * default 0: allow scores/top-k/user vectors of tasks not yet DONE).
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_INVALID_ARG;
  *   CONURE_E_OUT_OF_RANGE.
  */

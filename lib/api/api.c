@@ -369,7 +369,13 @@ static conure_status check_infer(const conure_model *m, int32_t task, const int3
     conure_status st = check_task(m, task, fn);
     if (st)
         return st;
-    const int next_item = m->tasks[task - 1].kind == CONURE_TASK_NEXT_ITEM;
+    const cn_task *t = &m->tasks[task - 1];
+    if (t->phase != CONURE_PHASE_DONE && !m->eval_unfinished)
+        return cn_fail(CONURE_E_STATE,
+                       "%s: task %d is %s, not DONE: its outputs would still change (finish it, "
+                       "or set the run-time setting \"eval_unfinished\" to 1 to monitor training)",
+                       fn, task, phase_name(t->phase));
+    const int next_item = t->kind == CONURE_TASK_NEXT_ITEM;
     return check_items(m, items, batch, seq_len, 1, next_item ? 0 : 1, fn);
 }
 
@@ -521,6 +527,8 @@ CONURE_API conure_status conure_model_get_int(const conure_model *m, const char 
         v = m->cfg.training_mode;
     else if (!strcmp(key, "block_order"))
         v = m->cfg.block_order;
+    else if (!strcmp(key, "eval_unfinished"))
+        v = m->eval_unfinished;
     else
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "get_int: unknown key \"%.64s\"", key));
     *value = v;
@@ -534,10 +542,18 @@ CONURE_API conure_status conure_model_set_int(conure_model *m, const char *key, 
         return cn_fail(CONURE_E_NULL_ARG, "set_int: model is NULL");
     if (!key)
         return mfail(m, cn_fail(CONURE_E_NULL_ARG, "set_int: key is NULL"));
+    if (!strcmp(key, "eval_unfinished")) {
+        if (value != 0 && value != 1)
+            return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
+                                    "set_int: eval_unfinished = %lld must be 0 or 1",
+                                    (long long)value));
+        m->eval_unfinished = (int32_t)value;
+        return CONURE_OK;
+    }
     if (strcmp(key, "threads") != 0)
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                "set_int: key \"%.64s\" is not a run-time setting (only "
-                                "\"threads\")", key));
+                                "set_int: key \"%.64s\" is not a run-time setting (\"threads\" "
+                                "or \"eval_unfinished\")", key));
     if (value < 0 || value > 1024)
         return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "set_int: threads = %lld is outside "
                                 "[0, 1024]", (long long)value));

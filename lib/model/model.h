@@ -74,6 +74,7 @@ struct conure_model {
     /* run time (not stored in files) */
     int n_threads;
     const conure_backend *backend;
+    int32_t eval_unfinished;  /* allow inference on tasks not yet DONE (monitoring) */
 
     /* backbone arena and its mirrors */
     int32_t n_tensors;

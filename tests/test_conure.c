@@ -145,9 +145,19 @@ static void no_forgetting(const char *backend)
 {
     conure_model *m = new_model(backend, "conure", 3);
     int32_t t1 = add_task(m, CONURE_TASK_NEXT_ITEM, V, "softmax", 3e-3);
-    cycle(m, t1, NULL, 60, 30);
-    const size_t n1 = (size_t)(USERS - TRAIN_USERS) * V;
+    train_next(m, t1, 60);
+    ck_assert_int_eq(conure_model_prune(m, t1), CONURE_OK);
+    train_next(m, t1, 30);
+    /* the outputs right after retraining (method §4 step 4) ... */
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 1), CONURE_OK);
     float *s1 = test_scores(m, t1, V);
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 0), CONURE_OK);
+    ck_assert_int_eq(conure_model_finish_task(m, t1), CONURE_OK);
+    const size_t n1 = (size_t)(USERS - TRAIN_USERS) * V;
+    /* ... are the outputs of the finished task */
+    float *s1a = test_scores(m, t1, V);
+    ck_assert_msg(count_bits_differ(s1, s1a, n1) == 0, "%s: T1 scores changed at finish", backend);
+    free(s1a);
 
     int32_t t2 = add_task(m, CONURE_TASK_ITEM_REC, N_T2, "bpr", 1e-3);
     cycle(m, t2, world.t2, 40, 20);

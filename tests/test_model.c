@@ -1,0 +1,367 @@
+/* T1 training and inference (method §2, §3, §5): learning on planted
+ * sequences, determinism, backend agreement at model level, Adam, samplers,
+ * ranking metrics and top-k. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/eval.h"
+#include "model/model.h"
+#include "nn/nn.h"
+#include "synth.h"
+#include "testutil.h"
+
+#define V 61
+#define LEN 12
+#define USERS 480
+#define TRAIN 400
+#define BATCH 32
+
+static synth world;
+static void setup(void) { synth_make(&world, V, LEN, USERS, 6, 24, 2, 42); }
+static void teardown(void) { synth_free(&world); }
+
+static conure_model *model(const char *backend, int64_t seed, int threads, const char *order)
+{
+    conure_options *o;
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "vocab_size", V), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "channels", 32), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "dilations", "1,2,1,2"), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "seed", seed), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "threads", threads), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "backend", backend), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "block_order", order), CONURE_OK);
+    conure_model *m;
+    ck_assert_int_eq(conure_model_create(o, &m), CONURE_OK);
+    conure_options_free(o);
+    return m;
+}
+
+static int32_t t1(conure_model *m, const char *loss, int negatives)
+{
+    conure_options *o;
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "loss", loss), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_float(o, "lr", 3e-3), CONURE_OK);
+    if (negatives)
+        ck_assert_int_eq(conure_options_set_int(o, "negatives", negatives), CONURE_OK);
+    int32_t id;
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_NEXT_ITEM, V, o, &id), CONURE_OK);
+    conure_options_free(o);
+    return id;
+}
+
+/* Trains `steps` next-item steps on the training users' sequences without
+ * their last item (which is the test target); returns the mean loss of the
+ * first and last 10 steps. */
+static void train(conure_model *m, int32_t task, int steps, double *first, double *last)
+{
+    int32_t rows[BATCH * LEN];
+    double f = 0, l = 0;
+    for (int s = 0; s < steps; s++) {
+        synth_rows(&world, (s * BATCH) % TRAIN, BATCH, rows);
+        for (int b = 0; b < BATCH; b++) /* drop the last item: shift right, pad left */
+            memmove(rows + b * LEN + 1, rows + b * LEN, sizeof(int32_t) * (LEN - 1)), rows[b * LEN] = 0;
+        float loss;
+        conure_status st = conure_model_train_step(m, task, rows, BATCH, LEN, NULL, &loss);
+        ck_assert_msg(st == CONURE_OK, "%s", conure_last_error());
+        if (s < 10)
+            f += loss / 10;
+        if (s >= steps - 10)
+            l += loss / 10;
+    }
+    if (first)
+        *first = f;
+    if (last)
+        *last = l;
+}
+
+/* HR@5 / NDCG@5 of held-out users' last item given the items before it */
+static void evaluate(const conure_model *m, int32_t task, double *hr, double *ndcg)
+{
+    const int32_t n = USERS - TRAIN;
+    int32_t *in = malloc(sizeof(int32_t) * (size_t)(n * (LEN - 1)));
+    int32_t *tg = malloc(sizeof(int32_t) * (size_t)n), *ranks = malloc(sizeof(int32_t) * (size_t)n);
+    float *s = malloc(sizeof(float) * (size_t)n * V);
+    for (int u = 0; u < n; u++) {
+        memcpy(in + u * (LEN - 1), world.seq + (TRAIN + u) * LEN, sizeof(int32_t) * (LEN - 1));
+        tg[u] = world.seq[(TRAIN + u) * LEN + LEN - 1];
+    }
+    ck_assert_int_eq(conure_model_scores(m, task, in, n, LEN - 1, s, (size_t)n * V), CONURE_OK);
+    ck_assert_int_eq(conure_eval_ranks(s, n, V, tg, ranks), CONURE_OK);
+    ck_assert_int_eq(conure_eval_metrics(ranks, n, 5, hr, NULL, ndcg), CONURE_OK);
+    free(in);
+    free(tg);
+    free(ranks);
+    free(s);
+}
+
+static void learns(const char *loss, int negatives, const char *order, double min_hr)
+{
+    conure_model *m = model("blis", 1, 1, order);
+    int32_t t = t1(m, loss, negatives);
+    double first, last, hr, ndcg;
+    train(m, t, 400, &first, &last);
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 1), CONURE_OK);
+    evaluate(m, t, &hr, &ndcg);
+    fprintf(stderr, "# %s %s: loss %.3f -> %.3f, held-out HR@5 %.3f NDCG@5 %.3f (random %.3f)\n",
+            order, loss, first, last, hr, ndcg, 5.0 / (V - 1));
+    ck_assert_msg(last < 0.5 * first, "loss %.3f -> %.3f", first, last);
+    ck_assert_msg(hr >= min_hr, "HR@5 %.3f < %.3f", hr, min_hr);
+    conure_model_free(m);
+}
+
+START_TEST(learns_full_softmax_pre_norm) { learns("softmax", 0, "pre_norm", 0.85); }
+END_TEST
+START_TEST(learns_full_softmax_post_norm) { learns("softmax", 0, "post_norm", 0.85); }
+END_TEST
+START_TEST(learns_sampled_softmax) { learns("sampled_softmax", 12, "pre_norm", 0.80); }
+END_TEST
+
+static void snapshot(const conure_model *m, float **out, size_t *n)
+{
+    *n = m->n_backbone + m->tasks[0].head_numel;
+    *out = malloc(sizeof(float) * *n);
+    memcpy(*out, m->params, sizeof(float) * m->n_backbone);
+    memcpy(*out + m->n_backbone, m->tasks[0].head, sizeof(float) * m->tasks[0].head_numel);
+}
+
+START_TEST(same_seed_bit_identical)
+{
+    const char *backends[2] = {"ref", "blis"};
+    for (int bi = 0; bi < 2; bi++)
+        for (int threads = 1; threads <= 2; threads++) {
+            float *p[3];
+            size_t n = 0;
+            for (int r = 0; r < 3; r++) {
+                conure_model *m = model(backends[bi], r == 2 ? 2 : 1, threads, "pre_norm");
+                int32_t t = t1(m, "sampled_softmax", 12);
+                train(m, t, 20, NULL, NULL);
+                snapshot(m, &p[r], &n);
+                conure_model_free(m);
+            }
+            ck_assert_msg(memcmp(p[0], p[1], n * sizeof(float)) == 0,
+                          "%s, %d threads: same seed, different weights", backends[bi], threads);
+            ck_assert_msg(memcmp(p[0], p[2], n * sizeof(float)) != 0,
+                          "%s: different seeds gave the same weights", backends[bi]);
+            for (int r = 0; r < 3; r++)
+                free(p[r]);
+        }
+}
+END_TEST
+
+START_TEST(backends_agree_on_model)
+{
+    conure_model *m = model("ref", 3, 1, "post_norm");
+    int32_t t = t1(m, "softmax", 0);
+    train(m, t, 30, NULL, NULL);
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 1), CONURE_OK);
+    int32_t rows[8 * LEN];
+    synth_rows(&world, TRAIN, 8, rows);
+    float sr[8 * V], sb[8 * V];
+    ck_assert_int_eq(conure_model_scores(m, t, rows, 8, LEN, sr, 8 * V), CONURE_OK);
+    double lr_, lb;
+    ck_assert_int_eq(cn_model_loss_grad(m, t, rows, 8, LEN, NULL, NULL, 1, &lr_), CONURE_OK);
+    float *gr = malloc(sizeof(float) * m->n_backbone);
+    memcpy(gr, m->grads, sizeof(float) * m->n_backbone);
+    ck_assert_int_eq(conure_model_set_string(m, "backend", "blis"), CONURE_OK);
+    ck_assert_int_eq(conure_model_set_int(m, "threads", 2), CONURE_OK);
+    ck_assert_int_eq(conure_model_scores(m, t, rows, 8, LEN, sb, 8 * V), CONURE_OK);
+    ck_assert_int_eq(cn_model_loss_grad(m, t, rows, 8, LEN, NULL, NULL, 1, &lb), CONURE_OK);
+    for (int i = 0; i < 8; i++) /* column 0 is -inf in both */
+        sr[i * V] = sb[i * V] = 0;
+    double es = tu_norm_err(sb, sr, 8 * V), eg = tu_norm_err(m->grads, gr, m->n_backbone);
+    fprintf(stderr, "# ref vs blis: scores %.2g, gradients %.2g, loss %.9g vs %.9g\n", es, eg, lr_,
+            lb);
+    ck_assert(es < 1e-5);
+    ck_assert(eg < 1e-4);
+    ck_assert(fabs(lr_ - lb) < 1e-5 * fabs(lr_));
+    free(gr);
+    conure_model_free(m);
+}
+END_TEST
+
+START_TEST(adam_matches_formula)
+{
+    float p[5] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, g[5] = {0.1f, -0.2f, 0.0f, 1.0f, 5.0f};
+    float m[5] = {0}, v[5] = {0};
+    uint8_t owner[5] = {0, 0, 1, 0, 1};
+    double pd[5], md[5] = {0}, vd[5] = {0};
+    for (int i = 0; i < 5; i++)
+        pd[i] = p[i];
+    const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (int t = 1; t <= 3; t++) {
+        cn_adam_update(p, g, m, v, 5, owner, 0, (float)lr, (float)b1, (float)b2, (float)eps, t, 1);
+        double lrt = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
+        for (int i = 0; i < 5; i++) {
+            if (owner[i] != 0)
+                continue;
+            md[i] = b1 * md[i] + (1 - b1) * g[i];
+            vd[i] = b2 * vd[i] + (1 - b2) * (double)g[i] * g[i];
+            pd[i] -= lrt * md[i] / (sqrt(vd[i]) + eps);
+        }
+    }
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(fabs(p[i] - pd[i]) < 1e-6, "p[%d] = %.9g, expected %.9g", i, (double)p[i],
+                      pd[i]);
+    /* masked entries untouched, first step moves by lr*sign(g) */
+    ck_assert(p[2] == 2.0f && p[4] == 3.0f && m[2] == 0 && v[4] == 0);
+    ck_assert(fabs(pd[0] - (0.5 - 3 * 0.01)) < 1e-4);
+}
+END_TEST
+
+START_TEST(log_uniform_sampler)
+{
+    const int32_t Vs = 41, N = 200000;
+    cn_rng r;
+    cn_rng_seed(&r, 9, 1);
+    uint8_t mark[41] = {0};
+    int64_t cnt[41] = {0};
+    for (int i = 0; i < N; i++) {
+        int32_t id;
+        int64_t tries;
+        cn_sample_log_uniform(&r, Vs, 1, &id, &tries, mark);
+        ck_assert(id >= 1 && id < Vs && tries == 1);
+        cnt[id]++;
+    }
+    for (int32_t id = 1; id < Vs; id++) {
+        double p = (log(id + 1.0) - log((double)id)) / log((double)Vs);
+        double sd = sqrt(p * (1 - p) / N);
+        ck_assert_msg(fabs(cnt[id] / (double)N - p) < 5 * sd, "id %d: %.4f vs %.4f", id,
+                      cnt[id] / (double)N, p);
+        /* expected count of one draw is p */
+        ck_assert(fabs(exp(cn_log_uniform_log_q(Vs, id, 1)) - p) < 1e-12);
+    }
+    /* unique draws: n distinct ids, tries >= n */
+    int32_t ids[30];
+    int64_t tries;
+    cn_sample_log_uniform(&r, Vs, 30, ids, &tries, mark);
+    ck_assert(tries >= 30);
+    for (int i = 0; i < 30; i++)
+        for (int j = 0; j < i; j++)
+            ck_assert_int_ne(ids[i], ids[j]);
+    for (int i = 0; i < Vs; i++)
+        ck_assert_int_eq(mark[i], 0);
+}
+END_TEST
+
+START_TEST(popularity_rank_sampler)
+{
+    const int32_t n = 50, N = 200000;
+    const double rho = 0.3;
+    cn_rng r;
+    cn_rng_seed(&r, 5, 2);
+    int64_t cnt[50] = {0};
+    for (int i = 0; i < N; i++) {
+        int32_t k = cn_sample_pop_rank(&r, n, rho, 3);
+        ck_assert(k >= 0 && k < n && k != 3);
+        cnt[k]++;
+    }
+    double z = 0;
+    for (int k = 0; k < n; k++)
+        if (k != 3)
+            z += exp(-(k + 1) / (rho * n));
+    for (int k = 0; k < n; k++) {
+        double p = k == 3 ? 0 : exp(-(k + 1) / (rho * n)) / z;
+        double sd = sqrt(p * (1 - p) / N) + 1e-9;
+        ck_assert_msg(fabs(cnt[k] / (double)N - p) < 5 * sd, "rank %d: %.4f vs %.4f", k,
+                      cnt[k] / (double)N, p);
+    }
+    int64_t oc[4] = {0};
+    for (int i = 0; i < 40000; i++)
+        oc[cn_sample_other_class(&r, 4, 2)]++;
+    ck_assert_int_eq(oc[2], 0);
+    for (int c = 0; c < 4; c++)
+        if (c != 2)
+            ck_assert(fabs(oc[c] / 40000.0 - 1.0 / 3) < 0.02);
+}
+END_TEST
+
+START_TEST(ranks_and_metrics)
+{
+    const float s[3 * 4] = {0.5f, 0.2f, 0.5f, 0.9f,   /* target 0: one higher, one tie */
+                            -INFINITY, 1.0f, 0.0f, 0.0f, /* target 1: best */
+                            0.1f, 0.2f, 0.3f, 0.4f};  /* target 0: worst */
+    const int32_t tg[3] = {0, 1, 0};
+    int32_t ranks[3];
+    ck_assert_int_eq(conure_eval_ranks(s, 3, 4, tg, ranks), CONURE_OK);
+    ck_assert_int_eq(ranks[0], 2);
+    ck_assert_int_eq(ranks[1], 1);
+    ck_assert_int_eq(ranks[2], 4);
+    double hr, mrr, ndcg;
+    ck_assert_int_eq(conure_eval_metrics(ranks, 3, 2, &hr, &mrr, &ndcg), CONURE_OK);
+    ck_assert_double_eq_tol(hr, 2.0 / 3, 1e-12);
+    ck_assert_double_eq_tol(mrr, (0.5 + 1.0) / 3, 1e-12);
+    ck_assert_double_eq_tol(ndcg, (1 / log2(3.0) + 1.0) / 3, 1e-12);
+    ck_assert_int_eq(conure_eval_metrics(ranks, 3, 1, &hr, NULL, NULL), CONURE_OK);
+    ck_assert_double_eq_tol(hr, 1.0 / 3, 1e-12); /* accuracy */
+    float bad[2] = {NAN, 0};
+    int32_t t0 = 0;
+    ck_assert_int_eq(conure_eval_ranks(bad, 1, 2, &t0, ranks), CONURE_E_NUMERIC);
+}
+END_TEST
+
+START_TEST(top_k_order_ties_and_history)
+{
+    const float s[6] = {-INFINITY, 0.3f, 0.9f, 0.3f, -INFINITY, 0.1f};
+    int32_t ids[5];
+    float vals[5];
+    cn_topk_row(s, 6, 5, ids, vals);
+    const int32_t want[5] = {2, 1, 3, 5, -1};
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(ids[i], want[i]);
+    ck_assert(vals[4] == -INFINITY && vals[0] == 0.9f);
+
+    /* through the API: history exclusion removes every input item */
+    conure_model *m = model("blis", 4, 1, "pre_norm");
+    int32_t t = t1(m, "softmax", 0);
+    train(m, t, 50, NULL, NULL);
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 1), CONURE_OK);
+    int32_t rows[4 * LEN], top[4 * 20];
+    float ts[4 * 20], all[4 * V];
+    synth_rows(&world, TRAIN, 4, rows);
+    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, 0, top, ts), CONURE_OK);
+    ck_assert_int_eq(conure_model_scores(m, t, rows, 4, LEN, all, 4 * V), CONURE_OK);
+    for (int b = 0; b < 4; b++)
+        for (int i = 0; i < 20; i++) {
+            ck_assert(top[b * 20 + i] >= 1);
+            ck_assert(ts[b * 20 + i] == all[b * V + top[b * 20 + i]]);
+            if (i)
+                ck_assert(ts[b * 20 + i] <= ts[b * 20 + i - 1]);
+        }
+    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, CONURE_TOPK_EXCLUDE_HISTORY, top, ts),
+                     CONURE_OK);
+    for (int b = 0; b < 4; b++)
+        for (int i = 0; i < 20; i++)
+            for (int j = 0; j < LEN; j++)
+                ck_assert_int_ne(top[b * 20 + i], rows[b * LEN + j]);
+    conure_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("t1");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 900);
+    tcase_add_test(tc, learns_full_softmax_pre_norm);
+    tcase_add_test(tc, learns_full_softmax_post_norm);
+    tcase_add_test(tc, learns_sampled_softmax);
+    tcase_add_test(tc, same_seed_bit_identical);
+    tcase_add_test(tc, backends_agree_on_model);
+    tcase_add_test(tc, adam_matches_formula);
+    tcase_add_test(tc, log_uniform_sampler);
+    tcase_add_test(tc, popularity_rank_sampler);
+    tcase_add_test(tc, ranks_and_metrics);
+    tcase_add_test(tc, top_k_order_ties_and_history);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

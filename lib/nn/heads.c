@@ -226,7 +226,7 @@ conure_status cn_next_item_loss(const float *H, int64_t n, const int32_t *tgt, c
                 }
                 float se = 0;
                 for (int64_t j = 0; j < V; j++) {
-                    l[j] = expf(l[j] - mx);
+                    l[j] = cn_fast_expf(l[j] - mx);
                     se += l[j];
                 }
                 /* loss = lse - logit_t = -log(p_t) */
@@ -247,9 +247,9 @@ conure_status cn_next_item_loss(const float *H, int64_t n, const int32_t *tgt, c
                         l[j] += bc[j] - logqc[j];
                     mx = l[j] > mx ? l[j] : mx;
                 }
-                float se = expf(z0 - mx);
+                float se = cn_fast_expf(z0 - mx);
                 for (int32_t j = 0; j < S; j++) {
-                    l[j] = expf(l[j] - mx);
+                    l[j] = cn_fast_expf(l[j] - mx);
                     se += l[j];
                 }
                 float lse = mx + logf(se);
@@ -257,7 +257,7 @@ conure_status cn_next_item_loss(const float *H, int64_t n, const int32_t *tgt, c
                 float sc = invN / se;
                 for (int32_t j = 0; j < S; j++)
                     l[j] *= sc;
-                dtrue[r0 + i] = (expf(z0 - lse) - 1.0f) * invN;
+                dtrue[r0 + i] = (cn_fast_expf(z0 - lse) - 1.0f) * invN;
             }
         }
         if (S == 0) {
@@ -341,7 +341,7 @@ conure_status cn_table_loss(int loss_kind, const float *h, int32_t B, const int3
                 mx = l[j] > mx ? l[j] : mx;
             float se = 0;
             for (int32_t j = 0; j < n; j++) {
-                l[j] = expf(l[j] - mx);
+                l[j] = cn_fast_expf(l[j] - mx);
                 se += l[j];
             }
             float pt = l[pos[r]] / se;

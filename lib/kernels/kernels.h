@@ -35,6 +35,23 @@ conure_status cn_conv_backward_data(const conure_backend *b, const conure_conv_s
 conure_status cn_conv_backward_weight(const conure_backend *b, const conure_conv_shape *s,
                                       const float *x, const float *dy, float *dw, void *ws);
 
+/* Kernels of the two built-in backends, for the registry's static table
+ * (registry.c): "ref" (ref.c, no workspace, supports everything) and "blis"
+ * (blis.c).  They follow the conure_backend signatures; ctx is unused. */
+int cn_ref_conv_forward(void *ctx, const conure_conv_shape *s, const float *x,
+                        const float *w, float *y, void *ws);
+int cn_ref_conv_backward_data(void *ctx, const conure_conv_shape *s, const float *dy,
+                              const float *w, float *dx, void *ws);
+int cn_ref_conv_backward_weight(void *ctx, const conure_conv_shape *s, const float *x,
+                                const float *dy, float *dw, void *ws);
+size_t cn_blis_conv_workspace_size(void *ctx, conure_conv_op op, const conure_conv_shape *s);
+int cn_blis_conv_forward(void *ctx, const conure_conv_shape *s, const float *x,
+                         const float *w, float *y, void *ws);
+int cn_blis_conv_backward_data(void *ctx, const conure_conv_shape *s, const float *dy,
+                               const float *w, float *dx, void *ws);
+int cn_blis_conv_backward_weight(void *ctx, const conure_conv_shape *s, const float *x,
+                                 const float *dy, float *dw, void *ws);
+
 /* Row-major C[m,n] = alpha * op(A) op(B) + beta * C with op(X) = X or X^T,
  * lda/ldb/ldc the row strides (elements) of A, B, C as stored.  Runs BLIS with
  * exactly n_threads threads (OpenMP build: the caller's OpenMP pool). */

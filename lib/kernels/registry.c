@@ -142,48 +142,48 @@ CONURE_API conure_status conure_backend_register(const conure_backend *backend)
 {
     cn_clear_error();
     if (!backend)
-        return cn_fail(CONURE_E_NULL_ARG, "conure_backend_register: backend is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "backend_register: backend is NULL");
     /* struct_size first: a smaller struct may not even have the other fields. */
     if (backend->struct_size < CN_BACKEND_V1_SIZE)
         return cn_fail(CONURE_E_INVALID_ARG,
-                       "conure_backend_register: backend->struct_size = %u is smaller than "
+                       "backend_register: backend->struct_size = %u is smaller than "
                        "sizeof(conure_backend) of ABI version 1 (%zu)",
                        (unsigned)backend->struct_size, (size_t)CN_BACKEND_V1_SIZE);
     if (backend->abi_version != CONURE_BACKEND_ABI_VERSION)
         return cn_fail(CONURE_E_INVALID_ARG,
-                       "conure_backend_register: backend->abi_version = %u, expected "
+                       "backend_register: backend->abi_version = %u, expected "
                        "CONURE_BACKEND_ABI_VERSION (%u)",
                        (unsigned)backend->abi_version, (unsigned)CONURE_BACKEND_ABI_VERSION);
     if (!backend->name)
-        return cn_fail(CONURE_E_NULL_ARG, "conure_backend_register: backend->name is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "backend_register: backend->name is NULL");
     const char *why = bad_name(backend->name);
     if (why)
         return cn_fail(CONURE_E_INVALID_ARG,
-                       "conure_backend_register: backend->name \"%.40s\" %s (want 1..31 "
+                       "backend_register: backend->name \"%.40s\" %s (want 1..31 "
                        "characters of [a-z0-9_])",
                        backend->name, why);
     if (!backend->conv_forward)
         return cn_fail(CONURE_E_NULL_ARG,
-                       "conure_backend_register: backend \"%s\": conv_forward is NULL",
+                       "backend_register: backend \"%s\": conv_forward is NULL",
                        backend->name);
     if (!backend->conv_backward_data)
         return cn_fail(CONURE_E_NULL_ARG,
-                       "conure_backend_register: backend \"%s\": conv_backward_data is NULL",
+                       "backend_register: backend \"%s\": conv_backward_data is NULL",
                        backend->name);
     if (!backend->conv_backward_weight)
         return cn_fail(CONURE_E_NULL_ARG,
-                       "conure_backend_register: backend \"%s\": conv_backward_weight is NULL",
+                       "backend_register: backend \"%s\": conv_backward_weight is NULL",
                        backend->name);
 
     conure_status st = CONURE_OK;
     pthread_mutex_lock(&g_lock);
     if (find_locked(backend->name)) {
         st = cn_fail(CONURE_E_INVALID_ARG,
-                     "conure_backend_register: backend->name \"%s\" is already registered",
+                     "backend_register: backend->name \"%s\" is already registered",
                      backend->name);
     } else if (g_count >= CN_MAX_BACKENDS) {
         st = cn_fail(CONURE_E_OUT_OF_RANGE,
-                     "conure_backend_register: cannot register \"%s\": the registry is full "
+                     "backend_register: cannot register \"%s\": the registry is full "
                      "(%d backends)",
                      backend->name, CN_MAX_BACKENDS);
     } else {
@@ -207,15 +207,15 @@ CONURE_API conure_status conure_backend_get(const char *name, const conure_backe
 {
     cn_clear_error();
     if (!name)
-        return cn_fail(CONURE_E_NULL_ARG, "conure_backend_get: name is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "backend_get: name is NULL");
     if (!out)
-        return cn_fail(CONURE_E_NULL_ARG, "conure_backend_get: out is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "backend_get: out is NULL");
     const conure_backend *b = cn_backend_find(name);
     if (!b) {
         char names[CN_MAX_BACKENDS * (CN_BACKEND_NAME_MAX + 2)];
         list_names(names, sizeof names);
         return cn_fail(CONURE_E_BACKEND,
-                       "conure_backend_get: \"%.64s\" is not a registered backend "
+                       "backend_get: \"%.64s\" is not a registered backend "
                        "(registered: %s)",
                        name, names);
     }

@@ -79,6 +79,27 @@ static conure_status fd_write(void *ctx, const void *data, size_t len)
     return write_all(s->fd, data, len, s->tmp);
 }
 
+/* The process umask, read without changing it (umask(2) can only be read by
+ * setting it, which races with other threads creating files): Linux reports
+ * it in /proc/self/status since 4.7.  Elsewhere assume the common 022. */
+static mode_t current_umask(void)
+{
+    mode_t mask = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return mask;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned v;
+        if (strncmp(line, "Umask:", 6) == 0 && sscanf(line + 6, "%o", &v) == 1) {
+            mask = (mode_t)(v & 0777);
+            break;
+        }
+    }
+    fclose(f);
+    return mask;
+}
+
 /* Directory part of path ("." if none), in a new string. */
 static char *dir_of(const char *path)
 {
@@ -133,8 +154,9 @@ static conure_status save_file(const conure_model *m, const char *path, uint32_t
     }
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
     /* mkstemp creates mode 0600: an existing file keeps its mode, a new one
-     * gets 0644.  A file system without modes may refuse: not an error. */
-    (void)fchmod(fd, have_old ? (old.st_mode & 0777) : 0644);
+     * gets 0666 less the umask, as open(2) would give it.  A file system
+     * without modes may refuse: not an error. */
+    (void)fchmod(fd, have_old ? (old.st_mode & 0777) : (0666 & ~current_umask()));
 
     fd_sink fs = {fd, tmp, stage, 0, 0};
     cn_io_sink sink = {fd_write, &fs};

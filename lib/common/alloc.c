@@ -10,10 +10,12 @@ void *cn_alloc(size_t n, size_t size)
     size_t bytes = n * size;
     if (bytes == 0)
         bytes = 64;
-    /* round up so vector loops may read whole cache lines */
-    if (bytes > SIZE_MAX - 63)
+    /* round up to whole cache lines plus one more: vector loops (and BLIS's
+     * packing routines, seen under valgrind) may read a few bytes past the
+     * last element */
+    if (bytes > SIZE_MAX - 127)
         return NULL;
-    bytes = (bytes + 63) & ~(size_t)63;
+    bytes = ((bytes + 63) & ~(size_t)63) + 64;
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes) != 0)
         return NULL;

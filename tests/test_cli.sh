@@ -1,0 +1,119 @@
+#!/bin/sh
+# End-to-end test of the `conure` program (examples/conure): --quick pipelines
+# on the embedded default and on ml100k, the results JSON (structure, and the
+# EXACT constancy of Conure's matrix columns), eval, resume, info on a good and
+# on damaged model files, bad input lines, config files.
+#
+# usage: test_cli.sh PATH/TO/conure
+# env:   CONURE_SOURCE_ROOT (source tree), CONURE_SHARED_DATA (../shared/data)
+set -eu
+
+CONURE=${1:?usage: test_cli.sh PATH/TO/conure}
+SRC=${CONURE_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+DATA=${CONURE_SHARED_DATA:-$SRC/../shared/data}
+CHECK="python3 $SRC/tests/test_cli_check.py"
+W=$(mktemp -d "${TMPDIR:-/tmp}/conure-cli-test.XXXXXX")
+trap 'rm -rf "$W"' EXIT INT TERM
+# keep the shared CPUs usable: one compute thread
+RUN="$CONURE run --threads 1 --progress plain"
+
+step() { echo "# $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+expect_fail() { # expect_fail PATTERN CMD...: CMD exits non-zero and prints PATTERN
+    pat=$1; shift
+    if "$@" >"$W/out" 2>&1; then cat "$W/out"; fail "expected failure: $*"; fi
+    grep -q -- "$pat" "$W/out" || { cat "$W/out"; fail "no '$pat' in the message of: $*"; }
+}
+
+if [ ! -d "$DATA/movielens-100k" ]; then
+    fail "ml100k data not found at $DATA/movielens-100k: this test needs ../shared/data (set CONURE_SHARED_DATA)"
+fi
+
+step "usage"
+"$CONURE" --version >/dev/null
+"$CONURE" help | grep -q "conure run" || fail "help text"
+expect_fail "unknown option" "$CONURE" run --no-such-flag
+expect_fail "unknown preset" "$CONURE" run --preset nope
+expect_fail "not an integer" "$CONURE" run --seed x
+expect_fail "unknown method" "$CONURE" run --methods conure,magic
+
+step "embedded default, --quick, all methods"
+t0=$(date +%s)
+$RUN --quick --results "$W/d.json" --model "$W/d.model" >"$W/d.out" 2>"$W/d.err" ||
+    { cat "$W/d.err"; fail "conure run --quick"; }
+echo "#   $(($(date +%s) - t0)) s"
+grep -q "summary" "$W/d.out" || fail "no summary table"
+grep -q "epoch" "$W/d.err" || fail "no progress lines"
+$CHECK results "$W/d.json" 3 conure,sinmo,sinmoall,fineall
+[ "$($CHECK get "$W/d.json" quick)" = True ] || fail "quick not recorded"
+[ "$($CHECK get "$W/d.json" preset)" = default ] || fail "preset not recorded"
+
+step "info on the model, and on damaged copies"
+"$CONURE" info "$W/d.model" >"$W/info.out" || fail "conure info"
+grep -q "^tasks  *3" "$W/info.out" || { cat "$W/info.out"; fail "info: tasks"; }
+grep -q "phase done" "$W/info.out" || fail "info: phases"
+grep -q "^capacity" "$W/info.out" || fail "info: capacity"
+size=$(wc -c <"$W/d.model")
+cp "$W/d.model" "$W/bad.model"
+printf '\377\377\377\377' | dd of="$W/bad.model" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+expect_fail "cannot load model" "$CONURE" info "$W/bad.model"
+head -c $((size / 3)) "$W/d.model" >"$W/trunc.model"
+expect_fail "cannot load model" "$CONURE" info "$W/trunc.model"
+expect_fail "cannot load model" "$CONURE" info "$W/d.json"
+expect_fail "cannot load model" "$CONURE" info "$W/missing.model"
+
+step "eval reproduces the run's Conure metrics"
+"$CONURE" eval --threads 1 --model "$W/d.model" --results "$W/e.json" >/dev/null 2>"$W/e.err" ||
+    { cat "$W/e.err"; fail "conure eval"; }
+$CHECK same-final "$W/d.json" "$W/e.json" conure conure
+expect_fail "not an option of 'eval'" "$CONURE" eval --model "$W/d.model" --seed 3
+
+step "add a task to a saved model: --tasks 2, then --resume"
+$RUN --quick --methods conure --tasks 2 --model "$W/t2.model" --results "$W/t2.json" \
+    >/dev/null 2>"$W/t2.err" || { cat "$W/t2.err"; fail "run --tasks 2"; }
+$CHECK results "$W/t2.json" 2 conure
+$RUN --quick --resume "$W/t2.model" --model "$W/t3.model" --results "$W/t3.json" \
+    >/dev/null 2>"$W/t3.err" || { cat "$W/t3.err"; fail "run --resume"; }
+$CHECK results "$W/t3.json" 3 conure
+$CHECK same-columns "$W/d.json" "$W/t3.json" 2
+"$CONURE" info "$W/t3.model" | grep -q "^tasks  *3" || fail "resumed model has not 3 tasks"
+expect_fail "nothing to add" $RUN --quick --resume "$W/t3.model"
+
+step "config file"
+cat >"$W/c.conf" <<EOF
+# a small config
+preset = default
+quick
+methods = conure
+tasks = 1
+t1-epochs = 1,1
+EOF
+$RUN --config "$W/c.conf" --results "$W/c.json" >/dev/null 2>"$W/c.err" ||
+    { cat "$W/c.err"; fail "run --config"; }
+$CHECK results "$W/c.json" 1 conure
+printf 'no-such-key = 1\n' >"$W/bad.conf"
+expect_fail "bad.conf:1: unknown key" "$CONURE" run --config "$W/bad.conf"
+
+step "bad input lines: named error, or skipped and counted"
+mkdir "$W/baddata"
+cp "$SRC/examples/data/ml-latest-small/movies.csv" "$W/baddata/"
+{ cat "$SRC/examples/data/ml-latest-small/ratings.csv"; printf '7,oops,4.0,1\r\n'; } >"$W/baddata/ratings.csv"
+expect_fail "ratings.csv:100838: movieId 'oops'" $RUN --quick --data "$W/baddata"
+$RUN --quick --data "$W/baddata" --skip-bad-lines --methods conure --tasks 1 \
+    --results "$W/s.json" >/dev/null 2>"$W/s.err" || { cat "$W/s.err"; fail "--skip-bad-lines"; }
+[ "$($CHECK get "$W/s.json" dataset.bad_lines_skipped)" = 1 ] || fail "skipped line not counted"
+expect_fail "not found" $RUN --preset ml100k --data "$W/nowhere"
+
+step "ml100k, --quick, all methods (data from $DATA)"
+t0=$(date +%s)
+$RUN --preset ml100k --data "$DATA/movielens-100k" --quick --results "$W/m.json" \
+    --model "$W/m.model" >"$W/m.out" 2>"$W/m.err" || { cat "$W/m.err"; fail "ml100k --quick"; }
+echo "#   $(($(date +%s) - t0)) s"
+$CHECK results "$W/m.json" 5 conure,sinmo,sinmoall,fineall
+"$CONURE" info "$W/m.model" | grep -q "^tasks  *5" || fail "ml100k model has not 5 tasks"
+"$CONURE" eval --threads 1 --preset ml100k --model "$W/m.model" --results "$W/me.json" \
+    >/dev/null 2>&1 || fail "eval ml100k"
+$CHECK same-final "$W/m.json" "$W/me.json" conure conure
+expect_fail "does not match" "$CONURE" eval --model "$W/m.model"
+
+echo "ok: conure CLI"

@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < (warmup > 20 || !infer1 ? warmup : 20); i++) {
             const int32_t *in = x + (size_t)(i % nb) * batch * (len + 1) + 1;
             if (infer1)
-                CK(conure_model_top_k(m, task, in, 1, len, 10, 0, ids, NULL));
+                CK(conure_model_top_k(m, task, in, 1, len, 10, 0, ids, NULL, 10));
             else
                 CK(conure_model_scores(m, task, in, batch, len, scores, (size_t)batch * vocab));
         }
@@ -179,7 +179,7 @@ int main(int argc, char **argv)
             const int32_t *in = rows + (size_t)(i % nb) * batch * len;
             double a = now();
             if (infer1)
-                CK(conure_model_top_k(m, task, in, 1, len, 10, 0, ids, NULL));
+                CK(conure_model_top_k(m, task, in, 1, len, 10, 0, ids, NULL, 10));
             else
                 CK(conure_model_scores(m, task, in, batch, len, scores, (size_t)batch * vocab));
             ts[i] = now() - a;

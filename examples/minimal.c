@@ -171,7 +171,7 @@ int main(int argc, char **argv)
         int32_t ids[5];
         float top[5];
         CHECK(conure_model_top_k(model, task, history, 1, 4, 5, CONURE_TOPK_EXCLUDE_HISTORY,
-                                 ids, top));
+                                 ids, top, 5));
         printf("history 3 5 7 9 -> top 5:");
         for (int j = 0; j < 5; j++)
             printf(" %d (%.2f)", (int)ids[j], (double)top[j]);

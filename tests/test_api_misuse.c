@@ -928,58 +928,63 @@ START_TEST(top_k_errors)
     add_task(m, CONURE_TASK_CLASSIFICATION, 3);
     int32_t ids[BATCH * (V + 1)];
     float sc0[3];
-    EXPECT_MFAIL(m, conure_model_top_k(m, 2, ITEMS, 1, SEQ, 3, 0, ids, sc0), CONURE_E_STATE,
+    enum { TOPK_LEN = BATCH * (V + 1) };
+    EXPECT_MFAIL(m, conure_model_top_k(m, 2, ITEMS, 1, SEQ, 3, 0, ids, sc0, 3), CONURE_E_STATE,
                  "task");
     OK(conure_model_set_int(m, "eval_unfinished", 1));
     float sc[BATCH * (V + 1)];
     fill_sentinel(ids, sizeof ids);
     fill_sentinel(sc, sizeof sc);
-    EXPECT_FAIL(conure_model_top_k(NULL, 1, ITEMS, BATCH, SEQ, 5, 0, ids, sc),
+    EXPECT_FAIL(conure_model_top_k(NULL, 1, ITEMS, BATCH, SEQ, 5, 0, ids, sc, TOPK_LEN),
                 CONURE_E_NULL_ARG, "model");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, NULL, BATCH, SEQ, 5, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, NULL, BATCH, SEQ, 5, 0, ids, sc, TOPK_LEN),
                  CONURE_E_NULL_ARG, "items");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 0, NULL, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 0, NULL, sc, TOPK_LEN),
                  CONURE_E_NULL_ARG, "ids");
     for (size_t i = 0; i < N_BAD_TASKS; i++)
-        EXPECT_MFAIL(m, conure_model_top_k(m, BAD_TASKS[i], ITEMS, BATCH, SEQ, 5, 0, ids, sc),
+        EXPECT_MFAIL(m, conure_model_top_k(m, BAD_TASKS[i], ITEMS, BATCH, SEQ, 5, 0, ids, sc, TOPK_LEN),
                      CONURE_E_OUT_OF_RANGE, "task");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 3, ITEMS, BATCH, SEQ, 5, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 3, ITEMS, BATCH, SEQ, 5, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "task");
     /* k: 1 .. n_targets */
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 0, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 0, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "k");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, -1, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, -1, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "k");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, V + 1, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, V + 1, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "k");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 2, ITEMS, BATCH, SEQ, 4, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 2, ITEMS, BATCH, SEQ, 4, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "k");
     /* flags */
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 2u, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 2u, ids, sc, TOPK_LEN),
                  CONURE_E_INVALID_ARG, "flags");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 0x80000000u, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 0x80000000u, ids, sc, TOPK_LEN),
                  CONURE_E_INVALID_ARG, "flags");
     EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5,
-                                       CONURE_TOPK_EXCLUDE_HISTORY | 4u, ids, sc),
+                                       CONURE_TOPK_EXCLUDE_HISTORY | 4u, ids, sc, TOPK_LEN),
                  CONURE_E_INVALID_ARG, "flags");
     EXPECT_MFAIL(m, conure_model_top_k(m, 2, ITEMS, BATCH, SEQ, 2, CONURE_TOPK_EXCLUDE_HISTORY,
-                                       ids, sc),
+                                       ids, sc, TOPK_LEN),
                  CONURE_E_INVALID_ARG, "flags");
     /* batch, seq_len, items */
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, 0, SEQ, 5, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, 0, SEQ, 5, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "batch");
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, MAXLEN + 1, 5, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, MAXLEN + 1, 5, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "seq_len");
     int32_t bad[BATCH * SEQ];
     memcpy(bad, ITEMS, sizeof bad);
     bad[1 * SEQ + 0] = V;
-    EXPECT_MFAIL(m, conure_model_top_k(m, 1, bad, BATCH, SEQ, 5, 0, ids, sc),
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, bad, BATCH, SEQ, 5, 0, ids, sc, TOPK_LEN),
                  CONURE_E_OUT_OF_RANGE, "items[1][0]");
     ASSERT_UNTOUCHED(ids, sizeof ids);
     ASSERT_UNTOUCHED(sc, sizeof sc);
+    /* out_len below batch * k */
+    EXPECT_MFAIL(m, conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, 0, ids, sc, BATCH * 5 - 1),
+                 CONURE_E_BUFFER_TOO_SMALL, "out_len");
+    ASSERT_UNTOUCHED(ids, sizeof ids);
     /* valid: scores may be NULL; k = n_targets */
-    OK(conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, CONURE_TOPK_EXCLUDE_HISTORY, ids, NULL));
-    OK(conure_model_top_k(m, 2, ITEMS, BATCH, SEQ, 3, 0, ids, sc));
+    OK(conure_model_top_k(m, 1, ITEMS, BATCH, SEQ, 5, CONURE_TOPK_EXCLUDE_HISTORY, ids, NULL, TOPK_LEN));
+    OK(conure_model_top_k(m, 2, ITEMS, BATCH, SEQ, 3, 0, ids, sc, TOPK_LEN));
     for (int r = 0; r < BATCH; r++)
         for (int j = 0; j < 3; j++)
             ck_assert(ids[r * 3 + j] >= 0 && ids[r * 3 + j] < 3);

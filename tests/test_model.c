@@ -323,7 +323,7 @@ START_TEST(top_k_order_ties_and_history)
     int32_t rows[4 * LEN], top[4 * 20];
     float ts[4 * 20], all[4 * V];
     synth_rows(&world, TRAIN, 4, rows);
-    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, 0, top, ts), CONURE_OK);
+    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, 0, top, ts, 4 * 20), CONURE_OK);
     ck_assert_int_eq(conure_model_scores(m, t, rows, 4, LEN, all, 4 * V), CONURE_OK);
     for (int b = 0; b < 4; b++)
         for (int i = 0; i < 20; i++) {
@@ -332,7 +332,8 @@ START_TEST(top_k_order_ties_and_history)
             if (i)
                 ck_assert(ts[b * 20 + i] <= ts[b * 20 + i - 1]);
         }
-    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, CONURE_TOPK_EXCLUDE_HISTORY, top, ts),
+    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 20, CONURE_TOPK_EXCLUDE_HISTORY, top, ts,
+                                        4 * 20),
                      CONURE_OK);
     for (int b = 0; b < 4; b++)
         for (int i = 0; i < 20; i++)

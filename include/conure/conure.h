@@ -12,6 +12,8 @@
  * - Every function that can fail returns a conure_status.  On failure a message
  *   naming the bad argument is available from conure_last_error() (this
  *   thread) and, for calls on a model, from conure_model_last_error().
+ *   Messages start with the function's name without "conure_" (for example
+ *   "model_train_step: items[2][5] = 25 is outside [0, 20) ...").
  * - Output arguments are written only on success.
  * - Arrays are flat, caller-owned and row-major; shapes are given as
  *   [rows, cols].  Sizes are in elements unless a name says bytes.
@@ -82,9 +84,11 @@ typedef enum conure_status {
  *  unknown codes give "unknown status".  Thread-safe. */
 CONURE_API const char *conure_status_string(conure_status status);
 
-/** The detailed message of the last failed libconure call made by the
- *  calling thread (e.g. "train_step: items[3][7] = 9001 is not an item id
- *  (vocab_size 3417)"), or "" if none failed yet.  The pointer is to
+/** The detailed message of the calling thread's most recent libconure call
+ *  if it failed (e.g. "model_train_step: items[3][7] = 9001 is outside
+ *  [0, 3417) (vocab_size 3417)"), or "" if that call succeeded: every call
+ *  clears it on entry.  (conure_model_last_error, by contrast, keeps a model's
+ *  last failure until the next failure on that model.)  The pointer is to
  *  thread-local storage owned by the library, valid until this thread's next
  *  libconure call.  Thread-safe. */
 CONURE_API const char *conure_last_error(void);
@@ -240,7 +244,8 @@ CONURE_API void conure_model_free(conure_model *model);
  * @param task_id    receives k (1-based)
  * @return CONURE_OK; CONURE_E_NULL_ARG (model, task_id); CONURE_E_INVALID_ARG
  *   (unknown kind, loss not valid for the kind, a model key given);
- *   CONURE_E_OUT_OF_RANGE (n_targets); CONURE_E_STATE (an earlier task is not
+ *   CONURE_E_OUT_OF_RANGE (n_targets; "negatives" above vocab_size-2, or a
+ *   vocab_size below 3 with sampled softmax); CONURE_E_STATE (an earlier task is not
  *   DONE, or 255 tasks exist); CONURE_E_CAPACITY (no free conv weights left);
  *   CONURE_E_NOMEM.
  */
@@ -263,7 +268,8 @@ CONURE_API conure_status conure_model_add_task(conure_model *model, conure_task_
  *                  Other tasks: the whole row is the input and a separator
  *                  (id 0) is appended internally (method §1).
  * @param batch     rows, 1 .. 65536
- * @param seq_len   columns, 2 .. max_len (next-item) or 1 .. max_len
+ * @param seq_len   columns, 2 .. max_len (next-item) or 1 .. max_len-1
+ *                  (other kinds: one position is kept for the separator)
  * @param targets   next-item: must be NULL.  Other tasks: [batch] target ids
  *                  in 0 .. n_targets-1 (one example per row).
  * @param loss      may be NULL; receives the mean loss of the batch (data
@@ -323,8 +329,9 @@ CONURE_API conure_status conure_model_discard_task(conure_model *model, int32_t 
  *                 "eval_unfinished" is 1 (conure_model_set_int): then it
  *                 is scored with the weights of its current phase, for
  *                 monitoring training.
- * @param items    [batch, seq_len] as in conure_model_train_step (a
- *                 separator is appended internally for non-next-item tasks)
+ * @param items    [batch, seq_len] item ids as in conure_model_train_step;
+ *                 seq_len 1 .. max_len for next-item tasks, 1 .. max_len-1
+ *                 for the others (a separator is appended internally)
  * @param scores   [batch, n_targets] output
  * @param scores_len  number of floats available at scores (>= batch*n_targets)
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_OUT_OF_RANGE (task, batch,
@@ -343,20 +350,24 @@ CONURE_API conure_status conure_model_scores(const conure_model *model, int32_t 
 
 /**
  * The k highest-scoring targets per row, best first (ties: lower id first).
- * Same computation as conure_model_scores.
- * @param k       1 .. n_targets
- * @param flags   0 or CONURE_TOPK_EXCLUDE_HISTORY
- * @param ids     [batch, k] output target ids (-1 where fewer than k
- *                candidates remain after exclusion)
- * @param scores  [batch, k] output scores, or NULL (-INFINITY where ids is -1)
- * @return as conure_model_scores, plus CONURE_E_OUT_OF_RANGE (k) and
+ * Same computation as conure_model_scores.  Next-item tasks never return id 0
+ * (padding), so with k = n_targets the last slot of a row is -1.
+ * @param k        1 .. n_targets
+ * @param flags    0 or CONURE_TOPK_EXCLUDE_HISTORY
+ * @param ids      [batch, k] output target ids (-1 where fewer than k
+ *                 candidates remain after exclusion)
+ * @param scores   [batch, k] output scores, or NULL (-INFINITY where ids is -1)
+ * @param out_len  elements available at ids, and at scores when it is not
+ *                 NULL (>= batch*k)
+ * @return as conure_model_scores, plus CONURE_E_OUT_OF_RANGE (k),
  *   CONURE_E_INVALID_ARG (unknown flag, or the history flag on a task that is
- *   not next-item).  Thread-safe with other const calls.
+ *   not next-item) and CONURE_E_BUFFER_TOO_SMALL (out_len).  Thread-safe with
+ *   other const calls.
  */
 CONURE_API conure_status conure_model_top_k(const conure_model *model, int32_t task,
                                             const int32_t *items, int32_t batch, int32_t seq_len,
                                             int32_t k, uint32_t flags, int32_t *ids,
-                                            float *scores);
+                                            float *scores, size_t out_len);
 
 /**
  * User vectors h_u (method §2): output of the last residual block at the last
@@ -430,8 +441,9 @@ CONURE_API conure_status conure_model_capacity(const conure_model *model, int32_
 
 /**
  * Copies the message of the last failed call on this model into buf (always
- * NUL-terminated when cap > 0; truncated to fit).  Returns the full message
- * length (excluding NUL), so a call with cap 0 sizes the buffer.  Thread-safe.
+ * NUL-terminated when cap > 0; truncated to fit; "" if no call failed yet).
+ * Returns the full message length (excluding NUL), so a call with cap 0 sizes
+ * the buffer.  A NULL model gives "" and 0.  Thread-safe.
  */
 CONURE_API size_t conure_model_last_error(const conure_model *model, char *buf, size_t cap);
 

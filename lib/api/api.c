@@ -125,40 +125,40 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "add_task: model is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "model_add_task: model is NULL");
     if (!task_id)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "add_task: task_id is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_add_task: task_id is NULL"));
     if (kind != CONURE_TASK_NEXT_ITEM && kind != CONURE_TASK_ITEM_REC &&
         kind != CONURE_TASK_CLASSIFICATION)
-        return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "add_task: kind = %d is not a task kind",
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "model_add_task: kind = %d is not a task kind",
                                 (int)kind));
     conure_options defaults;
     if (!o) {
         cn_options_defaults(&defaults);
         o = &defaults;
     }
-    conure_status st = cn_options_check_scope(o, CN_SCOPE_TASK, "add_task");
+    conure_status st = cn_options_check_scope(o, CN_SCOPE_TASK, "model_add_task");
     if (st)
         return mfail(m, st);
     const int32_t V = m->cfg.vocab_size;
     if (kind == CONURE_TASK_NEXT_ITEM && n_targets != V)
         return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                "add_task: n_targets = %d must equal vocab_size = %d for a "
+                                "model_add_task: n_targets = %d must equal vocab_size = %d for a "
                                 "next-item task", n_targets, V));
     if (n_targets < 2)
-        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "add_task: n_targets = %d must be >= 2",
+        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "model_add_task: n_targets = %d must be >= 2",
                                 n_targets));
     if ((uint64_t)n_targets * (uint64_t)m->cfg.channels > ((uint64_t)1 << 34))
         return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                "add_task: n_targets = %d times channels exceeds 2^34 floats",
+                                "model_add_task: n_targets = %d times channels exceeds 2^34 floats",
                                 n_targets));
     if (m->n_tasks >= CN_MAX_TASKS)
-        return mfail(m, cn_fail(CONURE_E_STATE, "add_task: the model already has %d tasks",
+        return mfail(m, cn_fail(CONURE_E_STATE, "model_add_task: the model already has %d tasks",
                                 CN_MAX_TASKS));
     for (int32_t k = 0; k < m->n_tasks; k++)
         if (m->tasks[k].phase != CONURE_PHASE_DONE)
             return mfail(m, cn_fail(CONURE_E_STATE,
-                                    "add_task: task %d is in phase %s; finish it first "
+                                    "model_add_task: task %d is in phase %s; finish it first "
                                     "(conure_model_finish_task)", k + 1,
                                     phase_name(m->tasks[k].phase)));
     /* loss for the kind */
@@ -168,21 +168,21 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
             loss = CN_LOSS_SAMPLED_SOFTMAX;
         if (loss != CN_LOSS_SAMPLED_SOFTMAX && loss != CN_LOSS_SOFTMAX)
             return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                    "add_task: loss must be \"sampled_softmax\" or \"softmax\" for "
+                                    "model_add_task: loss must be \"sampled_softmax\" or \"softmax\" for "
                                     "a next-item task"));
     } else if (kind == CONURE_TASK_ITEM_REC) {
         if (loss == CN_LOSS_DEFAULT)
             loss = CN_LOSS_BPR;
         if (loss != CN_LOSS_BPR)
             return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                    "add_task: loss must be \"bpr\" for an item recommendation "
+                                    "model_add_task: loss must be \"bpr\" for an item recommendation "
                                     "task"));
     } else {
         if (loss == CN_LOSS_DEFAULT)
             loss = CN_LOSS_BCE;
         if (loss != CN_LOSS_BCE && loss != CN_LOSS_SOFTMAX)
             return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                    "add_task: loss must be \"bce\" or \"softmax\" for a "
+                                    "model_add_task: loss must be \"bce\" or \"softmax\" for a "
                                     "classification task"));
     }
     int32_t negatives = 0;
@@ -194,13 +194,13 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
         if (want > V - 2) {
             if (o->is_set[CN_OPT_NEGATIVES] && o->negatives > 0)
                 return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                        "add_task: negatives = %lld must be <= vocab_size - 2 = %d",
+                                        "model_add_task: negatives = %lld must be <= vocab_size - 2 = %d",
                                         (long long)o->negatives, V - 2));
             want = V - 2;
         }
         if (want < 1)
             return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                    "add_task: vocab_size = %d is too small for sampled softmax; "
+                                    "model_add_task: vocab_size = %d is too small for sampled softmax; "
                                     "set loss \"softmax\"", V));
         negatives = (int32_t)want;
     }
@@ -214,7 +214,7 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
                 n_free += own[i] == 0;
             if (n_free == 0)
                 return mfail(m, cn_fail(CONURE_E_CAPACITY,
-                                        "add_task: conv tensor %d (block %d, conv%d) has no free "
+                                        "model_add_task: conv tensor %d (block %d, conv%d) has no free "
                                         "weights left; discard a task or use release_ratio > 0",
                                         c, c / 2, c % 2 + 1));
         }
@@ -248,7 +248,7 @@ CONURE_API conure_status conure_model_train_step(conure_model *m, int32_t task,
                                                  float *loss)
 {
     cn_clear_error();
-    const char *fn = "train_step";
+    const char *fn = "model_train_step";
     if (!m)
         return cn_fail(CONURE_E_NULL_ARG, "%s: model is NULL", fn);
     conure_status st = check_task(m, task, fn);
@@ -297,16 +297,16 @@ CONURE_API conure_status conure_model_prune(conure_model *m, int32_t task)
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "prune: model is NULL");
-    conure_status st = check_task(m, task, "prune");
+        return cn_fail(CONURE_E_NULL_ARG, "model_prune: model is NULL");
+    conure_status st = check_task(m, task, "model_prune");
     if (st)
         return mfail(m, st);
     if (m->cfg.training_mode != CN_MODE_CONURE)
         return mfail(m, cn_fail(CONURE_E_STATE,
-                                "prune: training_mode is \"finetune\": there are no owners to "
+                                "model_prune: training_mode is \"finetune\": there are no owners to "
                                 "prune; call conure_model_finish_task"));
     if (m->tasks[task - 1].phase != CONURE_PHASE_DENSE)
-        return mfail(m, cn_fail(CONURE_E_STATE, "prune: task %d is %s; only a DENSE task can be "
+        return mfail(m, cn_fail(CONURE_E_STATE, "model_prune: task %d is %s; only a DENSE task can be "
                                 "pruned (once)", task, phase_name(m->tasks[task - 1].phase)));
     if ((st = cn_model_prune(m, task)))
         return mfail(m, st);
@@ -317,14 +317,14 @@ CONURE_API conure_status conure_model_finish_task(conure_model *m, int32_t task)
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "finish_task: model is NULL");
-    conure_status st = check_task(m, task, "finish_task");
+        return cn_fail(CONURE_E_NULL_ARG, "model_finish_task: model is NULL");
+    conure_status st = check_task(m, task, "model_finish_task");
     if (st)
         return mfail(m, st);
     cn_task *t = &m->tasks[task - 1];
     int want = m->cfg.training_mode == CN_MODE_CONURE ? CONURE_PHASE_RETRAIN : CONURE_PHASE_DENSE;
     if (t->phase != want)
-        return mfail(m, cn_fail(CONURE_E_STATE, "finish_task: task %d is %s; in training_mode "
+        return mfail(m, cn_fail(CONURE_E_STATE, "model_finish_task: task %d is %s; in training_mode "
                                 "\"%s\" a task finishes from %s%s", task, phase_name(t->phase),
                                 want == CONURE_PHASE_RETRAIN ? "conure" : "finetune",
                                 phase_name(want),
@@ -341,13 +341,13 @@ CONURE_API conure_status conure_model_discard_task(conure_model *m, int32_t task
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "discard_task: model is NULL");
-    conure_status st = check_task(m, task, "discard_task");
+        return cn_fail(CONURE_E_NULL_ARG, "model_discard_task: model is NULL");
+    conure_status st = check_task(m, task, "model_discard_task");
     if (st)
         return mfail(m, st);
     if (task != m->n_tasks)
         return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                "discard_task: task = %d is not the last task (%d); only the "
+                                "model_discard_task: task = %d is not the last task (%d); only the "
                                 "most recent task can be discarded", task, m->n_tasks));
     const size_t total = (size_t)m->n_conv * m->conv_numel;
     for (size_t i = 0; i < total; i++)
@@ -385,20 +385,20 @@ CONURE_API conure_status conure_model_scores(const conure_model *m, int32_t task
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "scores: model is NULL");
-    conure_status st = check_infer(m, task, items, batch, seq_len, "scores");
+        return cn_fail(CONURE_E_NULL_ARG, "model_scores: model is NULL");
+    conure_status st = check_infer(m, task, items, batch, seq_len, "model_scores");
     if (st)
         return mfail(m, st);
     if (!scores)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "scores: scores is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_scores: scores is NULL"));
     const size_t need = (size_t)batch * (size_t)m->tasks[task - 1].n_targets;
     if (scores_len < need)
         return mfail(m, cn_fail(CONURE_E_BUFFER_TOO_SMALL,
-                                "scores: scores_len = %zu is less than batch * n_targets = %zu",
+                                "model_scores: scores_len = %zu is less than batch * n_targets = %zu",
                                 scores_len, need));
     float *tmp = cn_alloc(need, sizeof(float));
     if (!tmp)
-        return mfail(m, cn_fail(CONURE_E_NOMEM, "scores: out of memory"));
+        return mfail(m, cn_fail(CONURE_E_NOMEM, "model_scores: out of memory"));
     if ((st = cn_model_scores(m, task, items, batch, seq_len, tmp))) {
         cn_free(tmp);
         return mfail(m, st);
@@ -410,10 +410,11 @@ CONURE_API conure_status conure_model_scores(const conure_model *m, int32_t task
 
 CONURE_API conure_status conure_model_top_k(const conure_model *m, int32_t task,
                                             const int32_t *items, int32_t batch, int32_t seq_len,
-                                            int32_t k, uint32_t flags, int32_t *ids, float *scores)
+                                            int32_t k, uint32_t flags, int32_t *ids, float *scores,
+                                            size_t out_len)
 {
     cn_clear_error();
-    const char *fn = "top_k";
+    const char *fn = "model_top_k";
     if (!m)
         return cn_fail(CONURE_E_NULL_ARG, "%s: model is NULL", fn);
     conure_status st = check_infer(m, task, items, batch, seq_len, fn);
@@ -425,6 +426,10 @@ CONURE_API conure_status conure_model_top_k(const conure_model *m, int32_t task,
     if (k < 1 || k > t->n_targets)
         return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "%s: k = %d is outside [1, %d]", fn, k,
                                 t->n_targets));
+    if (out_len < (size_t)batch * (size_t)k)
+        return mfail(m, cn_fail(CONURE_E_BUFFER_TOO_SMALL,
+                                "%s: out_len = %zu is less than batch * k = %zu", fn, out_len,
+                                (size_t)batch * (size_t)k));
     if (flags & ~CONURE_TOPK_EXCLUDE_HISTORY)
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "%s: flags = 0x%x has unknown bits", fn,
                                 flags));
@@ -465,20 +470,20 @@ CONURE_API conure_status conure_model_user_vectors(const conure_model *m, int32_
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "user_vectors: model is NULL");
-    conure_status st = check_infer(m, task, items, batch, seq_len, "user_vectors");
+        return cn_fail(CONURE_E_NULL_ARG, "model_user_vectors: model is NULL");
+    conure_status st = check_infer(m, task, items, batch, seq_len, "model_user_vectors");
     if (st)
         return mfail(m, st);
     if (!out)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "user_vectors: out is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_user_vectors: out is NULL"));
     const size_t need = (size_t)batch * (size_t)m->cfg.channels;
     if (out_len < need)
         return mfail(m, cn_fail(CONURE_E_BUFFER_TOO_SMALL,
-                                "user_vectors: out_len = %zu is less than batch * channels = %zu",
+                                "model_user_vectors: out_len = %zu is less than batch * channels = %zu",
                                 out_len, need));
     float *tmp = cn_alloc(need, sizeof(float));
     if (!tmp)
-        return mfail(m, cn_fail(CONURE_E_NOMEM, "user_vectors: out of memory"));
+        return mfail(m, cn_fail(CONURE_E_NOMEM, "model_user_vectors: out of memory"));
     if ((st = cn_model_user_vectors(m, task, items, batch, seq_len, tmp))) {
         cn_free(tmp);
         return mfail(m, st);
@@ -495,11 +500,11 @@ CONURE_API conure_status conure_model_get_int(const conure_model *m, const char 
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "get_int: model is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "model_get_int: model is NULL");
     if (!key)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "get_int: key is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_get_int: key is NULL"));
     if (!value)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "get_int: value is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_get_int: value is NULL"));
     int64_t v;
     if (!strcmp(key, "vocab_size"))
         v = m->cfg.vocab_size;
@@ -530,7 +535,7 @@ CONURE_API conure_status conure_model_get_int(const conure_model *m, const char 
     else if (!strcmp(key, "eval_unfinished"))
         v = m->eval_unfinished;
     else
-        return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "get_int: unknown key \"%.64s\"", key));
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG, "model_get_int: unknown key \"%.64s\"", key));
     *value = v;
     return CONURE_OK;
 }
@@ -539,23 +544,23 @@ CONURE_API conure_status conure_model_set_int(conure_model *m, const char *key, 
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "set_int: model is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "model_set_int: model is NULL");
     if (!key)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "set_int: key is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_set_int: key is NULL"));
     if (!strcmp(key, "eval_unfinished")) {
         if (value != 0 && value != 1)
             return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE,
-                                    "set_int: eval_unfinished = %lld must be 0 or 1",
+                                    "model_set_int: eval_unfinished = %lld must be 0 or 1",
                                     (long long)value));
         m->eval_unfinished = (int32_t)value;
         return CONURE_OK;
     }
     if (strcmp(key, "threads") != 0)
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                "set_int: key \"%.64s\" is not a run-time setting (\"threads\" "
+                                "model_set_int: key \"%.64s\" is not a run-time setting (\"threads\" "
                                 "or \"eval_unfinished\")", key));
     if (value < 0 || value > 1024)
-        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "set_int: threads = %lld is outside "
+        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "model_set_int: threads = %lld is outside "
                                 "[0, 1024]", (long long)value));
     m->n_threads = cn_resolve_threads(value);
     return CONURE_OK;
@@ -566,18 +571,18 @@ CONURE_API conure_status conure_model_set_string(conure_model *m, const char *ke
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "set_string: model is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "model_set_string: model is NULL");
     if (!key)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "set_string: key is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_set_string: key is NULL"));
     if (!value)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "set_string: value is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_set_string: value is NULL"));
     if (strcmp(key, "backend") != 0)
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
-                                "set_string: key \"%.64s\" is not a run-time setting (only "
+                                "model_set_string: key \"%.64s\" is not a run-time setting (only "
                                 "\"backend\")", key));
     const conure_backend *b = cn_backend_find(value);
     if (!b)
-        return mfail(m, cn_fail(CONURE_E_BACKEND, "set_string: backend \"%.64s\" is not "
+        return mfail(m, cn_fail(CONURE_E_BACKEND, "model_set_string: backend \"%.64s\" is not "
                                 "registered", value));
     m->backend = b;
     return CONURE_OK;
@@ -588,8 +593,8 @@ CONURE_API conure_status conure_model_task_info(const conure_model *m, int32_t t
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "task_info: model is NULL");
-    conure_status st = check_task(m, task, "task_info");
+        return cn_fail(CONURE_E_NULL_ARG, "model_task_info: model is NULL");
+    conure_status st = check_task(m, task, "model_task_info");
     if (st)
         return mfail(m, st);
     const cn_task *t = &m->tasks[task - 1];
@@ -607,14 +612,14 @@ CONURE_API conure_status conure_model_capacity(const conure_model *m, int32_t te
 {
     cn_clear_error();
     if (!m)
-        return cn_fail(CONURE_E_NULL_ARG, "capacity: model is NULL");
+        return cn_fail(CONURE_E_NULL_ARG, "model_capacity: model is NULL");
     if (!counts)
-        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "capacity: counts is NULL"));
+        return mfail(m, cn_fail(CONURE_E_NULL_ARG, "model_capacity: counts is NULL"));
     if (n_counts < 1 || n_counts > 256)
-        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "capacity: n_counts = %d is outside "
+        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "model_capacity: n_counts = %d is outside "
                                 "[1, 256]", n_counts));
     if (tensor < -1 || tensor >= m->n_conv)
-        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "capacity: tensor = %d is outside "
+        return mfail(m, cn_fail(CONURE_E_OUT_OF_RANGE, "model_capacity: tensor = %d is outside "
                                 "[-1, %d]", tensor, m->n_conv - 1));
     int64_t c[256] = {0};
     const size_t per = m->conv_numel;

@@ -107,7 +107,7 @@ conure_status cn_model_scores(const conure_model *m, int32_t task_id, const int3
     const int32_t C = m->cfg.channels, n = t->n_targets;
     float *h = cn_alloc((size_t)batch * (size_t)C, sizeof(float));
     if (!h)
-        return cn_fail(CONURE_E_NOMEM, "scores: out of memory");
+        return cn_fail(CONURE_E_NOMEM, "model_scores: out of memory");
     conure_status st = cn_model_user_vectors(m, task_id, items, batch, seq_len, h);
     if (!st) {
         cn_sgemm(0, 1, batch, n, C, 1.0f, h, C, t->head, C, 0.0f, scores, n, m->n_threads);

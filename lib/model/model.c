@@ -185,7 +185,7 @@ conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init)
     t->head_v = cn_alloc(t->head_numel, sizeof(float));
     if (!t->head || !t->head_grad || !t->head_m || !t->head_v) {
         cn_task_free(t);
-        return cn_fail(CONURE_E_NOMEM, "add_task: out of memory for a head of %lld targets",
+        return cn_fail(CONURE_E_NOMEM, "model_add_task: out of memory for a head of %lld targets",
                        (long long)n);
     }
     if (init) {
@@ -226,7 +226,7 @@ conure_status cn_task_build_conv_eff(conure_model *m, int32_t task_id)
     const size_t per = m->conv_numel;
     t->conv_eff = cn_alloc((size_t)m->n_conv, per * sizeof(float));
     if (!t->conv_eff)
-        return cn_fail(CONURE_E_NOMEM, "finish_task: out of memory for task %d's weights",
+        return cn_fail(CONURE_E_NOMEM, "model_finish_task: out of memory for task %d's weights",
                        task_id);
     for (int32_t c = 0; c < m->n_conv; c++) {
         const float *w = cn_conv_ptr(m, m->params, c);

@@ -39,7 +39,7 @@ conure_status cn_model_prune(conure_model *m, int32_t task_id)
     const size_t per = m->conv_numel;
     mag_idx *buf = cn_alloc(per, sizeof(mag_idx));
     if (!buf)
-        return cn_fail(CONURE_E_NOMEM, "prune: out of memory");
+        return cn_fail(CONURE_E_NOMEM, "model_prune: out of memory");
     for (int32_t c = 0; c < m->n_conv; c++) {
         const float *w = cn_conv_ptr(m, m->params, c);
         uint8_t *own = m->owner + (size_t)c * per;

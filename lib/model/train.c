@@ -135,7 +135,7 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     bump bp = {NULL, 0};
     layout(&bp, m, t, batch, L, conv_ws, need_view, &tb);
     if (cn_scratch_reserve(&m->train_ws, bp.used))
-        return cn_fail(CONURE_E_NOMEM, "train_step: out of memory for %zu bytes of activations",
+        return cn_fail(CONURE_E_NOMEM, "model_train_step: out of memory for %zu bytes of activations",
                        bp.used);
     bp.base = m->train_ws.ptr;
     bp.used = 0;
@@ -258,7 +258,7 @@ conure_status cn_model_train_step(conure_model *m, int32_t task_id, const int32_
     if (!isfinite(loss)) {
         m->rng = saved;
         return cn_fail(CONURE_E_NUMERIC,
-                       "train_step: task %d loss is %g; no parameter was changed (lower \"lr\"?)",
+                       "model_train_step: task %d loss is %g; no parameter was changed (lower \"lr\"?)",
                        task_id, loss);
     }
     const int nt = m->n_threads;

@@ -1,5 +1,6 @@
 /* Presets, id remapping and splits of the `conure` program.  The protocol is
  * described in docs/protocol.md; this file is its implementation. */
+#define _POSIX_C_SOURCE 200809L
 #include "dataset.h"
 
 #include <stdarg.h>

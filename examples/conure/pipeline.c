@@ -162,6 +162,8 @@ static int add_task(cp_run *run, conure_model *m, int k, int conure_mode, int32_
         st = conure_options_set_int(o, "negatives", s->negatives);
     if (st == CONURE_OK && later && s->l2 >= 0)
         st = conure_options_set_float(o, "l2", s->l2);
+    if (st == CONURE_OK && t->kind == CD_KIND_ITEM_REC && s->rho > 0)
+        st = conure_options_set_float(o, "rho", s->rho);
     if (st == CONURE_OK && conure_mode && s->release_ratio >= 0)
         st = conure_options_set_float(o, "release_ratio", s->release_ratio);
     if (st != CONURE_OK) {
@@ -492,6 +494,16 @@ out:
     return rc;
 }
 
+int cp_dense_epochs(const cp_settings *s, int k)
+{
+    return s->task_dense[k] >= 0 ? s->task_dense[k] : s->dense_epochs[k > 0];
+}
+
+int cp_retrain_epochs(const cp_settings *s, int k)
+{
+    return s->task_retrain[k] >= 0 ? s->task_retrain[k] : s->retrain_epochs[k > 0];
+}
+
 static uint64_t stream_of(int method, int k, int phase)
 {
     return (uint64_t)method * 1000u + (uint64_t)k * 10u + (uint64_t)phase;
@@ -606,11 +618,10 @@ int cp_run_conure(cp_run *run, conure_model **mp, cp_method_result *res)
     }
     conure_model *m = *mp;
     for (int k = start; k < n_target; k++) {
-        int later = k > 0;
         int32_t id;
         if (add_task(run, m, k, 1, &id))
             return -1;
-        if (train_epochs(run, mp, id, k, s->dense_epochs[later], "conure", "dense",
+        if (train_epochs(run, mp, id, k, cp_dense_epochs(s, k), "conure", "dense",
                          stream_of(CP_CONURE, k, 0), &res->epochs_run[k][0]))
             return -1;
         m = *mp;
@@ -619,7 +630,7 @@ int cp_run_conure(cp_run *run, conure_model **mp, cp_method_result *res)
         API(run, "prune", conure_model_prune(m, id));
         if (eval_stage(run, m, k + 1, "pruned", k + 1, res))
             return -1;
-        if (train_epochs(run, mp, id, k, s->retrain_epochs[later], "conure", "retrain",
+        if (train_epochs(run, mp, id, k, cp_retrain_epochs(s, k), "conure", "retrain",
                          stream_of(CP_CONURE, k, 1), &res->epochs_run[k][1]))
             return -1;
         m = *mp;
@@ -652,11 +663,10 @@ int cp_run_conure(cp_run *run, conure_model **mp, cp_method_result *res)
 static int finetune_task(cp_run *run, conure_model **mp, int k, int method, int *ran)
 {
     const cp_settings *s = run->set;
-    int later = k > 0;
     int32_t id;
     if (add_task(run, *mp, k, 0, &id))
         return -1;
-    if (train_epochs(run, mp, id, k, s->dense_epochs[later] + s->retrain_epochs[later],
+    if (train_epochs(run, mp, id, k, cp_dense_epochs(s, k) + cp_retrain_epochs(s, k),
                      cp_method_names[method], "finetune", stream_of(CP_SINMO, k, 2), ran))
         return -1;
     API(run, "finish task", conure_model_finish_task(*mp, id));
@@ -697,7 +707,7 @@ int cp_run_baselines(cp_run *run, const int *want, cp_method_result *res)
         if (add_task(run, base, 0, 0, &id))
             goto out;
         const cp_settings *s = run->set;
-        if (train_epochs(run, &base, id, 0, s->dense_epochs[0] + s->retrain_epochs[0], who,
+        if (train_epochs(run, &base, id, 0, cp_dense_epochs(s, 0) + cp_retrain_epochs(s, 0), who,
                          "finetune", stream_of(CP_SINMO, 0, 2), &t1_ran))
             goto out;
         conure_status st = conure_model_finish_task(base, id);

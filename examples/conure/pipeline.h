@@ -44,11 +44,14 @@ typedef struct cp_settings {
     char backend[64];        /**< "" = the library's default */
     /* schedules: [0] = T1, [1] = every later task */
     int dense_epochs[2], retrain_epochs[2], batch[2];
+    /* per-task overrides of the epochs (--epochs K:D,R); -1 = the group's */
+    int task_dense[CD_MAX_TASKS], task_retrain[CD_MAX_TASKS];
     double lr[2];
     char t1_loss[32];        /**< "" = library default (sampled_softmax) */
     char class_loss[32];     /**< "" = library default (bce) */
     int negatives;           /**< 0 = library default */
     double l2;               /**< < 0: library default */
+    double rho;              /**< popularity-rank sampler; < 0: library default */
     double release_ratio;    /**< < 0: library default */
     int patience;            /**< early stopping on validation NDCG@20 (T1-only presets) */
     int eval_batch;
@@ -79,6 +82,10 @@ typedef struct cp_method_result {
     double wall_s;
     int epochs_run[CD_MAX_TASKS][2];   /**< epochs actually run (early stopping) */
 } cp_method_result;
+
+/** Dense and retrain epochs of dataset task k (0-based). */
+int cp_dense_epochs(const cp_settings *s, int k);
+int cp_retrain_epochs(const cp_settings *s, int k);
 
 /** Shared run state. */
 typedef struct cp_run {

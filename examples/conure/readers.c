@@ -1,4 +1,5 @@
 /* Dataset file readers (see readers.h and docs/data.md). */
+#define _POSIX_C_SOURCE 200809L
 #include "readers.h"
 
 #include <errno.h>

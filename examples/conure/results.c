@@ -1,4 +1,5 @@
 /* Result tables and results JSON (cJSON, Debian's libcjson). */
+#define _POSIX_C_SOURCE 200809L
 #include "results.h"
 
 #include <cjson/cJSON.h>
@@ -262,6 +263,13 @@ static cJSON *settings_json(const cd_dataset *ds, const cp_settings *s)
         cJSON_AddNumberToObject(x, "batch", s->batch[w]);
         cJSON_AddNumberToObject(x, "lr", s->lr[w]);
     }
+    cJSON *pe = cJSON_AddArrayToObject(o, "task_epochs");
+    for (int k = 0; k < ds->n_tasks; k++) {
+        cJSON *x = cJSON_CreateArray();
+        cJSON_AddItemToArray(x, cJSON_CreateNumber(cp_dense_epochs(s, k)));
+        cJSON_AddItemToArray(x, cJSON_CreateNumber(cp_retrain_epochs(s, k)));
+        cJSON_AddItemToArray(pe, x);
+    }
     cJSON_AddStringToObject(o, "t1_loss", s->t1_loss[0] ? s->t1_loss : "sampled_softmax");
     cJSON_AddStringToObject(o, "class_loss", s->class_loss[0] ? s->class_loss : "bce");
     cJSON_AddNumberToObject(o, "negatives", s->negatives);
@@ -269,6 +277,10 @@ static cJSON *settings_json(const cd_dataset *ds, const cp_settings *s)
         cJSON_AddNumberToObject(o, "l2", s->l2);
     else
         cJSON_AddNullToObject(o, "l2");
+    if (s->rho > 0)
+        cJSON_AddNumberToObject(o, "rho", s->rho);
+    else
+        cJSON_AddNullToObject(o, "rho");
     if (s->release_ratio >= 0)
         cJSON_AddNumberToObject(o, "release_ratio", s->release_ratio);
     else

@@ -153,6 +153,36 @@ START_TEST(same_seed_bit_identical)
 }
 END_TEST
 
+/* The training scratch is reused across steps of different shapes: results
+ * must not depend on what an earlier step left in it (a regression test: the
+ * sampler's mark array once sat on stale activations after a batch-size
+ * change). */
+START_TEST(scratch_reuse_is_invisible)
+{
+    const int sizes[5] = {32, 5, 32, 7, 3};
+    float *p[2];
+    size_t n = 0;
+    for (int r = 0; r < 2; r++) {
+        conure_model *m = model("blis", 8, 1, "pre_norm");
+        int32_t t = t1(m, "sampled_softmax", 12);
+        int32_t rows[32 * LEN];
+        for (int s = 0; s < 5; s++) {
+            synth_rows(&world, s * 40, sizes[s], rows);
+            if (r == 1) /* a fresh, zeroed scratch for every step */
+                cn_scratch_release(&m->train_ws);
+            ck_assert_int_eq(conure_model_train_step(m, t, rows, sizes[s], LEN, NULL, NULL),
+                             CONURE_OK);
+        }
+        snapshot(m, &p[r], &n);
+        conure_model_free(m);
+    }
+    ck_assert_msg(memcmp(p[0], p[1], n * sizeof(float)) == 0,
+                  "training depends on stale scratch contents");
+    free(p[0]);
+    free(p[1]);
+}
+END_TEST
+
 START_TEST(backends_agree_on_model)
 {
     conure_model *m = model("ref", 3, 1, "post_norm");
@@ -353,6 +383,7 @@ int main(void)
     tcase_add_test(tc, learns_full_softmax_post_norm);
     tcase_add_test(tc, learns_sampled_softmax);
     tcase_add_test(tc, same_seed_bit_identical);
+    tcase_add_test(tc, scratch_reuse_is_invisible);
     tcase_add_test(tc, backends_agree_on_model);
     tcase_add_test(tc, adam_matches_formula);
     tcase_add_test(tc, log_uniform_sampler);

@@ -181,6 +181,8 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
             } else {
                 cand.ids = tb.cand_ids;
                 cand.n = t->negatives;
+                /* the scratch is shared with activations of other shapes */
+                memset(tb.mark, 0, (size_t)m->cfg.vocab_size);
                 cn_sample_log_uniform(&m->rng, m->cfg.vocab_size, t->negatives, tb.cand_ids,
                                       &cand.tries, tb.mark);
             }

@@ -395,10 +395,8 @@ static int train_epochs(cp_run *run, conure_model **mp, int32_t id, int k, int e
         long loss_n = 0;
         for (int32_t b0 = 0; b0 < n; b0 += B) {
             /* Every step has exactly B rows: the last batch of an epoch is
-             * topped up from the start of the epoch's order.  Besides a steady
-             * loss scale this keeps libconure's training workspace layout the
-             * same on every step (see examples/conure/README.md, "Known
-             * library issues"). */
+             * topped up from the start of the epoch's order, so every step
+             * has the same loss scale (examples/conure/README.md). */
             int32_t nb = B;
             for (int32_t j = 0; j < nb; j++) {
                 int32_t e = order[(b0 + j) % n];

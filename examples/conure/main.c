@@ -327,7 +327,7 @@ static void preset_defaults(cli *c, const char *preset)
     cp_settings *s = &c->set;
     memset(s, 0, sizeof *s);
     s->seed = 1;
-    s->threads = 1;
+    s->threads = 0; /* all online CPUs: the demo owns the machine */
     for (int k = 0; k < CD_MAX_TASKS; k++)
         s->task_dense[k] = s->task_retrain[k] = -1;
     s->l2 = -1;

@@ -8,20 +8,6 @@
 #include "model/model.h"
 #include "nn/nn.h"
 
-static void infer_block_params(const conure_model *m, const float *view, int32_t b,
-                               cn_block_params *p)
-{
-    const float *P = m->params;
-    p->ln1_g = P + m->tensors[cn_tensor_index(b, CN_T_LN1_G)].offset;
-    p->ln1_b = P + m->tensors[cn_tensor_index(b, CN_T_LN1_B)].offset;
-    p->ln2_g = P + m->tensors[cn_tensor_index(b, CN_T_LN2_G)].offset;
-    p->ln2_b = P + m->tensors[cn_tensor_index(b, CN_T_LN2_B)].offset;
-    p->w1 = view ? view + (size_t)(2 * b) * m->conv_numel : cn_conv_ptr(m, m->params, 2 * b);
-    p->w2 = view ? view + (size_t)(2 * b + 1) * m->conv_numel
-                 : cn_conv_ptr(m, m->params, 2 * b + 1);
-    p->dilation = m->cfg.dilations[b];
-}
-
 #define CN_INFER_CHUNK_FLOATS ((int64_t)1 << 22) /* per activation buffer */
 
 conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, const int32_t *items,
@@ -39,30 +25,18 @@ conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, cons
         bc = batch;
     const int64_t NC = bc * L * C;
 
-    size_t ws_bytes = 0;
-    for (int32_t c = 0; c < m->n_conv; c++) {
-        conure_conv_shape s;
-        memset(&s, 0, sizeof s);
-        s.struct_size = (uint32_t)sizeof s;
-        s.batch = (int32_t)bc;
-        s.length = L;
-        s.in_channels = s.out_channels = C;
-        s.kernel_width = m->cfg.kernel_width;
-        s.dilation = cn_conv_dilation(m, c);
-        s.n_threads = nt;
-        size_t w = cn_conv_workspace(m->backend, &s);
-        ws_bytes = w > ws_bytes ? w : ws_bytes;
-    }
+    const size_t ws_bytes = cn_model_conv_workspace(m, (int32_t)bc, L);
     const int need_view = cn_model_conv_view_needs_buffer(m, task_id);
     float *x = cn_alloc((size_t)NC, sizeof(float));
     float *y = cn_alloc((size_t)NC, sizeof(float));
-    float *t1 = cn_alloc((size_t)NC, sizeof(float));
-    float *t2 = cn_alloc((size_t)NC, sizeof(float));
+    float *tmp[4]; /* activations the block forward writes; none is kept */
+    for (int i = 0; i < 4; i++)
+        tmp[i] = cn_alloc((size_t)NC, sizeof(float));
     int32_t *ids = cn_alloc((size_t)(bc * L), sizeof(int32_t));
     void *ws = cn_alloc(ws_bytes, 1);
     float *vbuf = need_view ? cn_alloc((size_t)m->n_conv, m->conv_numel * sizeof(float)) : NULL;
     conure_status st = CONURE_OK;
-    if (!x || !y || !t1 || !t2 || !ids || !ws || (need_view && !vbuf)) {
+    if (!x || !y || !tmp[0] || !tmp[1] || !tmp[2] || !tmp[3] || !ids || !ws || (need_view && !vbuf)) {
         st = cn_fail(CONURE_E_NOMEM, "inference: out of memory");
         goto done;
     }
@@ -79,12 +53,13 @@ conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, cons
         cn_embedding_gather(m->params + m->tensors[0].offset, C, ids, (int64_t)nbat * L, x, nt);
         for (int32_t b = 0; b < nb; b++) {
             cn_block_params p;
-            infer_block_params(m, view, b, &p);
-            if ((st = cn_block_forward_infer(&s, &p, x, y, t1, t2, ws)))
+            cn_model_block_params(m, view, b, &p);
+            cn_block_acts a = {x, tmp[0], tmp[1], tmp[2], tmp[3], NULL, NULL, NULL, NULL};
+            if ((st = cn_block_forward(&s, &p, &a, y, ws)))
                 goto done;
-            float *tmp = x;
+            float *swap = x;
             x = y;
-            y = tmp;
+            y = swap;
         }
         for (int32_t b = 0; b < nbat; b++)
             memcpy(out + (b0 + b) * C, x + ((int64_t)b * L + L - 1) * C, sizeof(float) * (size_t)C);
@@ -92,8 +67,8 @@ conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, cons
 done:
     cn_free(x);
     cn_free(y);
-    cn_free(t1);
-    cn_free(t2);
+    for (int i = 0; i < 4; i++)
+        cn_free(tmp[i]);
     cn_free(ids);
     cn_free(ws);
     cn_free(vbuf);

@@ -5,6 +5,7 @@
 
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "nn/nn.h"
 
 conure_status cn_config_validate(const cn_config *c, const char *where)
 {
@@ -265,6 +266,39 @@ const float *cn_model_conv_view(const conure_model *m, int32_t task_id, float *b
             e[i] = (o[i] >= 1 && o[i] <= task_id) ? w[i] : 0.0f;
     }
     return buf;
+}
+
+void cn_model_block_params(const conure_model *m, const float *view, int32_t b,
+                           cn_block_params *p)
+{
+    const float *P = m->params;
+    p->ln1_g = P + m->tensors[cn_tensor_index(b, CN_T_LN1_G)].offset;
+    p->ln1_b = P + m->tensors[cn_tensor_index(b, CN_T_LN1_B)].offset;
+    p->ln2_g = P + m->tensors[cn_tensor_index(b, CN_T_LN2_G)].offset;
+    p->ln2_b = P + m->tensors[cn_tensor_index(b, CN_T_LN2_B)].offset;
+    p->w1 = view ? view + (size_t)(2 * b) * m->conv_numel : cn_conv_ptr(m, m->params, 2 * b);
+    p->w2 = view ? view + (size_t)(2 * b + 1) * m->conv_numel
+                 : cn_conv_ptr(m, m->params, 2 * b + 1);
+    p->dilation = m->cfg.dilations[b];
+}
+
+size_t cn_model_conv_workspace(const conure_model *m, int32_t batch, int32_t length)
+{
+    size_t mx = 0;
+    for (int32_t c = 0; c < m->n_conv; c++) {
+        conure_conv_shape s;
+        memset(&s, 0, sizeof s);
+        s.struct_size = (uint32_t)sizeof s;
+        s.batch = batch;
+        s.length = length;
+        s.in_channels = s.out_channels = m->cfg.channels;
+        s.kernel_width = m->cfg.kernel_width;
+        s.dilation = cn_conv_dilation(m, c);
+        s.n_threads = m->n_threads;
+        size_t w = cn_conv_workspace(m->backend, &s);
+        mx = w > mx ? w : mx;
+    }
+    return mx;
 }
 
 int64_t cn_model_n_parameters(const conure_model *m)

@@ -177,4 +177,13 @@ const float *cn_model_conv_view(const conure_model *m, int32_t task_id, float *b
 /* True if buf is needed by cn_model_conv_view for this task now. */
 int cn_model_conv_view_needs_buffer(const conure_model *m, int32_t task_id);
 
+struct cn_block_params;
+/* Block b's layer norms (from params) and conv weights (from `view`, or from
+ * params when view is NULL), for the nn layer. */
+void cn_model_block_params(const conure_model *m, const float *view, int32_t b,
+                           struct cn_block_params *p);
+/* Bytes of backend workspace the largest conv of the model needs for
+ * [batch, length] inputs. */
+size_t cn_model_conv_workspace(const conure_model *m, int32_t batch, int32_t length);
+
 #endif

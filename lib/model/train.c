@@ -76,42 +76,6 @@ static void layout(bump *bp, const conure_model *m, const cn_task *t, int32_t ba
 }
 
 
-static size_t conv_ws_max(const conure_model *m, int32_t batch, int32_t L)
-{
-    size_t mx = 0;
-    for (int32_t c = 0; c < m->n_conv; c++) {
-        conure_conv_shape s;
-        memset(&s, 0, sizeof s);
-        s.struct_size = (uint32_t)sizeof s;
-        s.batch = batch;
-        s.length = L;
-        s.in_channels = s.out_channels = m->cfg.channels;
-        s.kernel_width = m->cfg.kernel_width;
-        s.dilation = cn_conv_dilation(m, c);
-        s.n_threads = m->n_threads;
-        size_t w = cn_conv_workspace(m->backend, &s);
-        mx = w > mx ? w : mx;
-    }
-    return mx;
-}
-
-static void block_params(const conure_model *m, const float *view, int32_t b, cn_block_params *p)
-{
-    float *P = m->params;
-    p->ln1_g = P + m->tensors[cn_tensor_index(b, CN_T_LN1_G)].offset;
-    p->ln1_b = P + m->tensors[cn_tensor_index(b, CN_T_LN1_B)].offset;
-    p->ln2_g = P + m->tensors[cn_tensor_index(b, CN_T_LN2_G)].offset;
-    p->ln2_b = P + m->tensors[cn_tensor_index(b, CN_T_LN2_B)].offset;
-    if (view) {
-        p->w1 = view + (size_t)(2 * b) * m->conv_numel;
-        p->w2 = view + (size_t)(2 * b + 1) * m->conv_numel;
-    } else {
-        p->w1 = cn_conv_ptr(m, P, 2 * b);
-        p->w2 = cn_conv_ptr(m, P, 2 * b + 1);
-    }
-    p->dilation = m->cfg.dilations[b];
-}
-
 /* Are embedding and layer norms trained in this phase? */
 static int backbone_trainable(const conure_model *m)
 {
@@ -129,7 +93,7 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     const int32_t C = m->cfg.channels, nb = m->cfg.n_blocks;
     const int nt = m->n_threads;
     const int need_view = cn_model_conv_view_needs_buffer(m, task_id);
-    const size_t conv_ws = conv_ws_max(m, batch, L);
+    const size_t conv_ws = cn_model_conv_workspace(m, batch, L);
 
     train_bufs tb;
     bump bp = {NULL, 0};
@@ -161,7 +125,7 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     cn_embedding_gather(m->params + m->tensors[0].offset, C, tb.ids, N, tb.acts[0].x, nt);
     for (int32_t b = 0; b < nb; b++) {
         cn_block_params p;
-        block_params(m, view, b, &p);
+        cn_model_block_params(m, view, b, &p);
         float *y = b + 1 < nb ? tb.acts[b + 1].x : tb.out;
         if ((st = cn_block_forward(&s, &p, &tb.acts[b], y, tb.conv_ws)))
             return st;
@@ -223,7 +187,7 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     const int bb = all_grads || backbone_trainable(m);
     for (int32_t b = nb - 1; b >= 0; b--) {
         cn_block_params p;
-        block_params(m, view, b, &p);
+        cn_model_block_params(m, view, b, &p);
         float *G = m->grads;
         cn_block_grads g;
         g.ln1_g = bb ? G + m->tensors[cn_tensor_index(b, CN_T_LN1_G)].offset : NULL;

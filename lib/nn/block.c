@@ -113,31 +113,3 @@ conure_status cn_block_backward(const cn_net_shape *s, const cn_block_params *p,
     }
     return CONURE_OK;
 }
-
-conure_status cn_block_forward_infer(const cn_net_shape *s, const cn_block_params *p,
-                                     const float *x, float *y, float *t1, float *t2, void *ws)
-{
-    const int64_t N = (int64_t)s->batch * s->length;
-    const int32_t C = s->channels;
-    const int nt = s->n_threads;
-    conure_conv_shape c1 = conv_shape(s, p->dilation), c2 = conv_shape(s, 2 * p->dilation);
-    conure_status st;
-    if (s->block_order == CN_PRE_NORM) {
-        cn_ln_forward(x, p->ln1_g, p->ln1_b, N, C, CN_LN_EPS, 1, t1, NULL, NULL, nt);
-        if ((st = cn_conv_forward(s->backend, &c1, t1, p->w1, t2, ws)))
-            return st;
-        cn_ln_forward(t2, p->ln2_g, p->ln2_b, N, C, CN_LN_EPS, 1, t1, NULL, NULL, nt);
-        if ((st = cn_conv_forward(s->backend, &c2, t1, p->w2, y, ws)))
-            return st;
-        add_inplace(y, x, N * C, nt);
-    } else {
-        if ((st = cn_conv_forward(s->backend, &c1, x, p->w1, t1, ws)))
-            return st;
-        cn_ln_forward(t1, p->ln1_g, p->ln1_b, N, C, CN_LN_EPS, 1, t2, NULL, NULL, nt);
-        if ((st = cn_conv_forward(s->backend, &c2, t2, p->w2, t1, ws)))
-            return st;
-        cn_ln_forward(t1, p->ln2_g, p->ln2_b, N, C, CN_LN_EPS, 1, y, NULL, NULL, nt);
-        add_inplace(y, x, N * C, nt);
-    }
-    return CONURE_OK;
-}

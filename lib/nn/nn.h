@@ -97,7 +97,8 @@ typedef struct cn_net_shape {
 } cn_net_shape;
 
 /* Forward of one block: reads a->x, fills the other activations (a->c2 only
- * for post-norm) and writes the block output to y [N, C] (y != a->x).
+ * for post-norm; the layer-norm statistics only where their pointers are not
+ * NULL, as at inference) and writes the block output to y [N, C] (y != a->x).
  * ws: backend workspace (cn_conv_workspace bytes). */
 conure_status cn_block_forward(const cn_net_shape *s, const cn_block_params *p,
                                cn_block_acts *a, float *y, void *ws);
@@ -107,11 +108,6 @@ conure_status cn_block_forward(const cn_net_shape *s, const cn_block_params *p,
 conure_status cn_block_backward(const cn_net_shape *s, const cn_block_params *p,
                                 const cn_block_acts *a, float *dy, cn_block_grads *g,
                                 int need_dx, float *t1, float *t2, void *ws);
-
-/* Inference-only forward (no activations kept): x [N, C] -> y [N, C];
- * t1, t2 scratch [N, C]. */
-conure_status cn_block_forward_infer(const cn_net_shape *s, const cn_block_params *p,
-                                     const float *x, float *y, float *t1, float *t2, void *ws);
 
 /* ---- heads and losses (method §3) ------------------------------------------- */
 

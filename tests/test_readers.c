@@ -62,7 +62,10 @@ START_TEST(csv_split_quotes)
     ck_assert_str_eq(why, "unterminated quoted field");
     line = "1,\"a\"b,c";
     ck_assert_int_eq(cr_csv_split(line, strlen(line), ',', buf, sizeof buf, f, 8, &why), -1);
-    ck_assert_str_eq(why, "text after a closing quote");
+    ck_assert_str_eq(why, "text after a closing quote, or a quote inside an unquoted field");
+    line = "1,a\"b,c";
+    ck_assert_int_eq(cr_csv_split(line, strlen(line), ',', buf, sizeof buf, f, 8, &why), -1);
+    ck_assert_str_eq(why, "text after a closing quote, or a quote inside an unquoted field");
     line = "a,b,c";
     ck_assert_int_eq(cr_csv_split(line, strlen(line), ',', buf, sizeof buf, f, 2, &why), -1);
     ck_assert_int_eq(cr_csv_split(line, strlen(line), ',', buf, 4, f, 8, &why), -1);

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "readers.h"
 
+#include <csv.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -199,70 +201,88 @@ int cr_parse_f64(const char *s, size_t len, double *out)
     return 0;
 }
 
+/* Fields of one record, collected from libcsv's callbacks into buf. */
+typedef struct csv_acc {
+    char *buf;
+    size_t cap, used;
+    const char **fields;
+    int max_fields, n;
+    const char *why; /* first problem seen by a callback, or NULL */
+} csv_acc;
+
+static void csv_on_field(void *s, size_t n, void *data)
+{
+    csv_acc *a = data;
+    if (a->why)
+        return;
+    if (a->n == a->max_fields) {
+        a->why = "too many fields";
+        return;
+    }
+    if (n + 1 > a->cap - a->used) {
+        a->why = "line too long";
+        return;
+    }
+    if (n)
+        memcpy(a->buf + a->used, s, n);
+    a->fields[a->n++] = a->buf + a->used;
+    a->used += n;
+    a->buf[a->used++] = '\0';
+}
+
+static void csv_on_row(int c, void *data)
+{
+    (void)c;
+    (void)data;
+}
+
+/* RFC 4180 parsing is libcsv's (Debian's libcsv3, strict mode); this only
+ * collects the fields and names the failure. */
 int cr_csv_split(const char *line, size_t len, char sep, char *buf, size_t cap,
                  const char **fields, int max_fields, const char **why)
 {
-    size_t i = 0, o = 0;
-    int nf = 0;
     *why = "";
-    for (;;) {
-        if (nf == max_fields) {
+    if (cap == 0) {
+        *why = "line too long";
+        return -1;
+    }
+    if (len == 0) { /* one empty field */
+        if (max_fields < 1) {
             *why = "too many fields";
             return -1;
         }
-        if (o >= cap) {
-            *why = "line too long";
-            return -1;
-        }
-        fields[nf++] = buf + o;
-        if (i < len && line[i] == '"') {
-            i++;
-            for (;;) {
-                if (i >= len) {
-                    *why = "unterminated quoted field";
-                    return -1;
-                }
-                if (line[i] == '"') {
-                    if (i + 1 < len && line[i + 1] == '"') {
-                        if (o + 1 >= cap) {
-                            *why = "line too long";
-                            return -1;
-                        }
-                        buf[o++] = '"';
-                        i += 2;
-                        continue;
-                    }
-                    i++;
-                    break;
-                }
-                if (o + 1 >= cap) {
-                    *why = "line too long";
-                    return -1;
-                }
-                buf[o++] = line[i++];
-            }
-            if (i < len && line[i] != sep) {
-                *why = "text after a closing quote";
-                return -1;
-            }
-        } else {
-            while (i < len && line[i] != sep) {
-                if (line[i] == '"') {
-                    *why = "quote inside an unquoted field";
-                    return -1;
-                }
-                if (o + 1 >= cap) {
-                    *why = "line too long";
-                    return -1;
-                }
-                buf[o++] = line[i++];
-            }
-        }
-        buf[o++] = '\0';
-        if (i >= len)
-            return nf;
-        i++; /* separator */
+        buf[0] = '\0';
+        fields[0] = buf;
+        return 1;
     }
+    struct csv_parser p;
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0) {
+        *why = "out of memory";
+        return -1;
+    }
+    csv_set_delim(&p, (unsigned char)sep);
+    csv_acc a = {buf, cap, 0, fields, max_fields, 0, NULL};
+    int bad_quote = csv_parse(&p, line, len, csv_on_field, csv_on_row, &a) != len;
+    int unterminated = !bad_quote && csv_fini(&p, csv_on_field, csv_on_row, &a) != 0;
+    int nomem = csv_error(&p) == CSV_ENOMEM;
+    csv_free(&p);
+    if (nomem) {
+        *why = "out of memory";
+        return -1;
+    }
+    if (bad_quote) {
+        *why = "text after a closing quote, or a quote inside an unquoted field";
+        return -1;
+    }
+    if (unterminated) {
+        *why = "unterminated quoted field";
+        return -1;
+    }
+    if (a.why) {
+        *why = a.why;
+        return -1;
+    }
+    return a.n;
 }
 
 /* Splits on a single-character separator without quoting; fields are

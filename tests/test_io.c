@@ -461,6 +461,94 @@ START_TEST(roundtrip_buffer_and_file)
 }
 END_TEST
 
+/* The path of the file mapped at address p in this process (from
+ * /proc/self/maps), or "" if p is not in a file mapping. */
+static void mapped_file_of(const void *p, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4400];
+    const uintptr_t a = (uintptr_t)p;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        int used = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &used) < 2 || used == 0)
+            continue;
+        if (a >= lo && a < hi) {
+            snprintf(out, cap, "%s", line + used);
+            out[strcspn(out, "\n")] = '\0';
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* Loading from a path keeps the parameters in the file's copy-on-write
+ * mapping (so processes serving one file share its pages); training the
+ * loaded model writes private copies and never the file. */
+START_TEST(load_shares_file_pages)
+{
+    conure_model *m = trained_model(3, 2);
+    OK(conure_model_finish_task(m, 2));
+    char *dir = temp_dir();
+    char path[4200], real[4200], where[4400];
+    snprintf(path, sizeof path, "%s/shared.model", dir);
+    OK(conure_model_save(m, path, 0));
+    ck_assert_ptr_nonnull(realpath(path, real));
+    size_t fsize = 0;
+    uint8_t *before = read_file(path, &fsize);
+
+    conure_model *a = NULL;
+    OK(conure_model_load(path, NULL, &a));
+    ck_assert_ptr_nonnull(a->map_base);
+    ck_assert_int_eq(a->params_borrowed, 1);
+    const uint8_t *lo = a->map_base, *hi = lo + a->map_len;
+    ck_assert((const uint8_t *)a->params >= lo && (const uint8_t *)(a->params + a->n_backbone) <= hi);
+    mapped_file_of(a->params, where, sizeof where);
+    ck_assert_msg(strcmp(where, real) == 0, "params are mapped from '%s', not '%s'", where, real);
+    for (int32_t k = 0; k < a->n_tasks; k++) {
+        ck_assert_msg(a->tasks[k].head_borrowed, "task %d head was copied", (int)k + 1);
+        mapped_file_of(a->tasks[k].head, where, sizeof where);
+        ck_assert_str_eq(where, real);
+    }
+    assert_same_scores(m, a);
+
+    /* training on the mapped model: a new task, and the file stays as it was */
+    int32_t t3 = add_task(a, CONURE_TASK_CLASSIFICATION, 3);
+    train(a, t3, 3, 400);
+    OK(conure_model_prune(a, t3));
+    train(a, t3, 2, 500);
+    OK(conure_model_finish_task(a, t3));
+    size_t fsize2 = 0;
+    uint8_t *after = read_file(path, &fsize2);
+    ck_assert_uint_eq(fsize, fsize2);
+    ck_assert_msg(memcmp(before, after, fsize) == 0, "training a loaded model changed its file");
+    /* ... and the tasks it had are untouched (no forgetting through the mapping) */
+    conure_model *b = NULL;
+    OK(conure_model_load(path, NULL, &b));
+    assert_same_scores(b, m);
+    for (int32_t k = 1; k <= 2; k++) {
+        int32_t rows[2 * 8] = {1, 2, 3, 4, 5, 6, 7, 8, 3, 3, 2, 2, 1, 1, 4, 4};
+        int32_t n = 0;
+        OK(conure_model_task_info(b, k, NULL, &n, NULL));
+        float *sa = malloc(sizeof(float) * 2 * (size_t)n), *sb = malloc(sizeof(float) * 2 * (size_t)n);
+        OK(conure_model_scores(a, k, rows, 2, 8, sa, 2 * (size_t)n));
+        OK(conure_model_scores(b, k, rows, 2, 8, sb, 2 * (size_t)n));
+        ck_assert(memcmp(sa, sb, sizeof(float) * 2 * (size_t)n) == 0);
+        free(sa);
+        free(sb);
+    }
+    conure_model_free(a);
+    conure_model_free(b);
+    free(before);
+    free(after);
+    unlink(path);
+    rm_tree(dir);
+    conure_model_free(m);
+}
+END_TEST
+
 /* Other shapes of model: empty, finetune mode, classification, post-norm. */
 START_TEST(roundtrip_variants)
 {
@@ -1223,6 +1311,7 @@ int main(void)
     tcase_add_test(tc, crash_during_save);
     tcase_add_test(tc, save_file_modes);
     tcase_add_test(tc, load_from_fifo);
+    tcase_add_test(tc, load_shares_file_pages);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

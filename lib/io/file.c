@@ -286,11 +286,14 @@ static conure_status load_file(const char *path, conure_model **out)
         st = cn_fail(CONURE_E_FORMAT, "%s: empty file (0 bytes): not a model file", where);
     } else if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size <= SIZE_MAX) {
         size_t len = (size_t)sb.st_size;
-        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* private and writable: pages stay shared with the page cache (and
+         * every process serving this file) until the model writes them */
+        void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
         if (map != MAP_FAILED) {
-            (void)posix_madvise(map, len, POSIX_MADV_SEQUENTIAL);
-            st = cn_model_deserialize_where(map, len, where, out);
-            munmap(map, len);
+            int adopted = 0;
+            st = cn_model_deserialize_mapped(map, len, where, out, &adopted);
+            if (!adopted)
+                munmap(map, len);
         } else {
             uint8_t *buf = NULL;
             st = read_all(fd, path, len, &buf, &len);

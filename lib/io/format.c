@@ -1209,7 +1209,56 @@ static conure_status check_values(reader *r, const parsed *ps, const conure_mode
     return CONURE_OK;
 }
 
-static conure_status deserialize(reader *r, parsed *ps, conure_model **out)
+/* Points m's params and heads into the file mapping (see
+ * cn_model_deserialize_mapped) when the file's payloads sit exactly where the
+ * arena layout puts them: the backbone tensors at first_offset + 4 * arena
+ * offset (the arena pads every tensor to 64 bytes, the file aligns payloads to
+ * 64 bytes and the padding is validated zero), each head's bias right after
+ * its weights.  The copies made while decoding are then freed. */
+static int adopt_mapping(conure_model *m, uint8_t *map, size_t size, const tdesc *td, int n_td)
+{
+    if (!host_is_le() || n_td < m->n_tensors)
+        return 0;
+    const uint64_t base = td[0].offset;
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        if (td[i].offset != base + 4 * (uint64_t)m->tensors[i].offset)
+            return 0;
+    if (base + 4 * (uint64_t)m->n_backbone > size)
+        return 0;
+    /* heads: task k's weight tensor follows the owner tensor, bias after it */
+    int idx = m->n_tensors + 1;
+    int32_t adopt_head[CN_MAX_TASKS] = {0};
+    for (int32_t k = 0; k < m->n_tasks; k++) {
+        const cn_task *t = &m->tasks[k];
+        const tdesc *w = &td[idx++];
+        int ok = w->offset + 4 * (uint64_t)t->head_numel <= size;
+        if (t->kind == CONURE_TASK_NEXT_ITEM) {
+            const tdesc *b = &td[idx++];
+            ok = ok && b->offset == w->offset + w->nbytes;
+        }
+        adopt_head[k] = ok;
+    }
+    cn_free(m->params);
+    m->params = (float *)(void *)(map + base);
+    m->params_borrowed = 1;
+    idx = m->n_tensors + 1;
+    for (int32_t k = 0; k < m->n_tasks; k++) {
+        cn_task *t = &m->tasks[k];
+        const tdesc *w = &td[idx];
+        idx += t->kind == CONURE_TASK_NEXT_ITEM ? 2 : 1;
+        if (!adopt_head[k])
+            continue;
+        cn_free(t->head);
+        t->head = (float *)(void *)(map + w->offset);
+        t->head_borrowed = 1;
+    }
+    m->map_base = map;
+    m->map_len = size;
+    return 1;
+}
+
+static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint8_t *map,
+                                 int *adopted)
 {
     conure_status st = parse_header(r, ps);
     if (st == CONURE_OK)
@@ -1276,6 +1325,8 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out)
     }
     if (st == CONURE_OK)
         st = check_values(r, ps, m, td, n_td);
+    if (st == CONURE_OK && map)
+        *adopted = adopt_mapping(m, map, (size_t)r->size, td, n_td);
     free(td);
 
     if (st == CONURE_OK) {
@@ -1296,6 +1347,10 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out)
             if (m->tasks[k - 1].phase == CONURE_PHASE_DONE)
                 st = cn_task_build_conv_eff(m, k);
     if (st != CONURE_OK) {
+        if (map && *adopted) { /* the caller unmaps: destroy must not */
+            m->map_base = NULL;
+            *adopted = 0;
+        }
         cn_model_destroy(m);
         return st;
     }
@@ -1310,7 +1365,20 @@ conure_status cn_model_deserialize_where(const void *buf, size_t size, const cha
     parsed *ps = calloc(1, sizeof *ps);
     if (!ps)
         return cn_fail(CONURE_E_NOMEM, "%s: out of memory", r.where);
-    conure_status st = deserialize(&r, ps, out);
+    conure_status st = deserialize(&r, ps, out, NULL, NULL);
+    free(ps);
+    return st;
+}
+
+conure_status cn_model_deserialize_mapped(void *map, size_t size, const char *where,
+                                          conure_model **out, int *adopted)
+{
+    reader r = {map, (uint64_t)size, where ? where : "model_load", 0};
+    *adopted = 0;
+    parsed *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return cn_fail(CONURE_E_NOMEM, "%s: out of memory", r.where);
+    conure_status st = deserialize(&r, ps, out, map, adopted);
     free(ps);
     return st;
 }

@@ -86,6 +86,14 @@ conure_status cn_model_deserialize(const void *buf, size_t size, conure_model **
  * message. */
 conure_status cn_model_deserialize_where(const void *buf, size_t size, const char *where,
                                          conure_model **out);
+/* The same from a private, writable (copy-on-write) file mapping of `size`
+ * bytes at map: on success, when the host is little-endian and the file lays
+ * the backbone out exactly as the model's arena (as this library writes it),
+ * the model's params and heads point into the mapping and the model owns it
+ * (*adopted = 1: cn_model_destroy unmaps it); otherwise they are copied and
+ * *adopted = 0 (the caller unmaps). */
+conure_status cn_model_deserialize_mapped(void *map, size_t size, const char *where,
+                                          conure_model **out, int *adopted);
 
 /* Test hook (file.c): when non-NULL, the atomic save calls it after the
  * temporary file is written and fsynced, just before rename().  The crash

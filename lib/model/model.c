@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -138,7 +139,8 @@ void cn_model_init_backbone(conure_model *m)
 
 void cn_task_free(cn_task *t)
 {
-    cn_free(t->head);
+    if (!t->head_borrowed)
+        cn_free(t->head);
     cn_free(t->head_grad);
     cn_free(t->head_m);
     cn_free(t->head_v);
@@ -155,7 +157,10 @@ void cn_model_destroy(conure_model *m)
             cn_task_free(&m->tasks[k]);
     cn_free(m->tasks);
     cn_free(m->tensors);
-    cn_free(m->params);
+    if (!m->params_borrowed)
+        cn_free(m->params);
+    if (m->map_base)
+        munmap(m->map_base, m->map_len);
     cn_free(m->grads);
     cn_free(m->adam_m);
     cn_free(m->adam_v);

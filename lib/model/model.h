@@ -63,6 +63,7 @@ typedef struct cn_task {
     float *head;
     float *head_grad;
     float *head_m, *head_v;  /* Adam moments of the current phase */
+    int32_t head_borrowed;   /* head points into the model's file mapping */
     /* conure mode, DONE tasks: conv weights this task's inference uses
      * (W where 1 <= owner <= id), [n_conv * conv_numel]; NULL otherwise. */
     float *conv_eff;
@@ -99,6 +100,14 @@ struct conure_model {
 
     /* training scratch, reused between steps */
     cn_scratch train_ws;
+
+    /* A model loaded from a file may keep its parameters in the file's
+     * copy-on-write mapping (conure_model_load): params and the heads point
+     * into map_base, so processes serving one file share those pages until
+     * one of them writes (trains).  Unmapped by cn_model_destroy. */
+    void *map_base;
+    size_t map_len;
+    int32_t params_borrowed;
 
     /* last error of a call on this handle */
     pthread_mutex_t err_lock;

@@ -483,9 +483,13 @@ CONURE_API conure_status conure_model_save_buffer(const conure_model *model, uin
                                                   void *buf, size_t cap, size_t *written);
 
 /**
- * Loads a model file, memory-mapped read-only where possible.  Everything is
+ * Loads a model file.  The file is opened read-only and memory-mapped
+ * copy-on-write where possible; the model then keeps its parameters in the
+ * mapping, so processes serving one file share its pages (a model that is
+ * trained further writes private copies, never the file).  Everything is
  * validated (sizes, bounds, checksums, versions, owners) before a model is
- * returned; nothing partial escapes.
+ * returned; nothing partial escapes.  Do not truncate or rewrite a loaded
+ * file in place (save replaces files by rename, which is safe).
  * @param options  run-time keys only ("threads", "backend"), may be NULL
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_IO (cannot open/read);
  *   CONURE_E_FORMAT (truncated, corrupted, foreign: the message says what);

@@ -3,6 +3,7 @@
  * ranking metrics and top-k. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,62 @@ START_TEST(backends_agree_on_model)
 }
 END_TEST
 
+/* Const calls may run concurrently on one model (conure.h threading
+ * contract): four threads score and rank at once, each gets exactly the
+ * serial answer, and errors stay per thread. */
+typedef struct conc_job {
+    const conure_model *m;
+    int32_t task;
+    const int32_t *rows;
+    const float *expect;
+    int ok;
+} conc_job;
+
+static void *conc_worker(void *arg)
+{
+    conc_job *j = arg;
+    float s[8 * V];
+    int32_t ids[8 * 5];
+    j->ok = 1;
+    for (int r = 0; r < 20; r++) {
+        if (conure_model_scores(j->m, j->task, j->rows, 8, LEN, s, 8 * V) != CONURE_OK ||
+            memcmp(s, j->expect, sizeof s) != 0)
+            j->ok = 0;
+        if (conure_model_top_k(j->m, j->task, j->rows, 8, LEN, 5, 0, ids, NULL, 8 * 5) != CONURE_OK)
+            j->ok = 0;
+        /* a failing call on this thread leaves the others' last errors alone */
+        if (conure_model_scores(j->m, 99, j->rows, 8, LEN, s, 8 * V) != CONURE_E_OUT_OF_RANGE ||
+            !strstr(conure_last_error(), "task = 99"))
+            j->ok = 0;
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_inference)
+{
+    conure_model *m = model("blis", 6, 1, "pre_norm");
+    int32_t t = t1(m, "softmax", 0);
+    train(m, t, 20, NULL, NULL);
+    ck_assert_int_eq(conure_model_prune(m, t), CONURE_OK);
+    ck_assert_int_eq(conure_model_finish_task(m, t), CONURE_OK);
+    int32_t rows[8 * LEN];
+    synth_rows(&world, TRAIN, 8, rows);
+    float expect[8 * V];
+    ck_assert_int_eq(conure_model_scores(m, t, rows, 8, LEN, expect, 8 * V), CONURE_OK);
+    pthread_t th[4];
+    conc_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (conc_job){m, t, rows, expect, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, conc_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(jobs[i].ok, "thread %d got a different answer or a wrong error", i);
+    }
+    conure_model_free(m);
+}
+END_TEST
+
 START_TEST(adam_matches_formula)
 {
     float p[5] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, g[5] = {0.1f, -0.2f, 0.0f, 1.0f, 5.0f};
@@ -385,6 +442,7 @@ int main(void)
     tcase_add_test(tc, same_seed_bit_identical);
     tcase_add_test(tc, scratch_reuse_is_invisible);
     tcase_add_test(tc, backends_agree_on_model);
+    tcase_add_test(tc, concurrent_inference);
     tcase_add_test(tc, adam_matches_formula);
     tcase_add_test(tc, log_uniform_sampler);
     tcase_add_test(tc, popularity_rank_sampler);

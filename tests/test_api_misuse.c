@@ -348,6 +348,9 @@ START_TEST(options_float_ranges)
         {"rho", 0.0}, {"rho", 10.01}, {"release_ratio", 1.0}, {"release_ratio", -0.1},
         {"adam_beta1", 1.0}, {"adam_beta1", -0.5}, {"adam_beta2", 1.0}, {"adam_eps", 0.0},
         {"adam_eps", 2.0}, {"init_std", 0.0}, {"init_std", 1.5},
+        /* values that would round to a forbidden float (1.0f or 0.0f) */
+        {"adam_beta1", 0.99999999}, {"adam_beta2", 0.99999999}, {"adam_eps", 1e-50},
+        {"lr", 1e-50}, {"rho", 1e-50}, {"init_std", 1e-50},
     };
     conure_options *o = NULL;
     OK(conure_options_create(&o));
@@ -736,6 +739,14 @@ START_TEST(train_step_targets)
     OK(conure_model_train_step(m, 2, one, BATCH, 1, targets, NULL));
     EXPECT_MFAIL(m, conure_model_train_step(m, 2, one, BATCH, 0, targets, &loss),
                  CONURE_E_OUT_OF_RANGE, "seq_len");
+    /* seq_len + separator must not overflow into a "valid" length */
+    EXPECT_MFAIL(m, conure_model_train_step(m, 2, one, BATCH, INT32_MAX, targets, &loss),
+                 CONURE_E_OUT_OF_RANGE, "seq_len");
+    float sc2[BATCH * 3];
+    OK(conure_model_set_int(m, "eval_unfinished", 1));
+    EXPECT_MFAIL(m, conure_model_scores(m, 2, one, BATCH, INT32_MAX, sc2, BATCH * 3),
+                 CONURE_E_OUT_OF_RANGE, "seq_len");
+    OK(conure_model_set_int(m, "eval_unfinished", 0));
     /* the finished task 1 cannot be trained */
     EXPECT_MFAIL(m, conure_model_train_step(m, 1, ITEMS, BATCH, SEQ, NULL, &loss),
                  CONURE_E_STATE, "task");

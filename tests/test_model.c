@@ -367,6 +367,69 @@ START_TEST(popularity_rank_sampler)
 }
 END_TEST
 
+/* Bad numbers never pass silently: a NaN in the weights makes inference and
+ * training fail with CONURE_E_NUMERIC, and the failed step changes nothing. */
+START_TEST(non_finite_is_reported)
+{
+    conure_model *m = model("blis", 7, 1, "pre_norm");
+    int32_t t = t1(m, "softmax", 0);
+    train(m, t, 5, NULL, NULL);
+    ck_assert_int_eq(conure_model_set_int(m, "eval_unfinished", 1), CONURE_OK);
+    int32_t rows[4 * LEN], ids[4 * 3];
+    synth_rows(&world, 0, 4, rows);
+    float s[4 * V], h[4 * 32];
+    /* a NaN in the head reaches the scores only */
+    float keep = m->tasks[0].head[5 * 32 + 3];
+    m->tasks[0].head[5 * 32 + 3] = NAN;
+    ck_assert_int_eq(conure_model_scores(m, t, rows, 4, LEN, s, 4 * V), CONURE_E_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(conure_last_error(), "not finite"));
+    ck_assert_int_eq(conure_model_top_k(m, t, rows, 4, LEN, 3, 0, ids, NULL, 12), CONURE_E_NUMERIC);
+    ck_assert_int_eq(conure_model_user_vectors(m, t, rows, 4, LEN, h, 4 * 32), CONURE_OK);
+    float *before = malloc(sizeof(float) * m->n_backbone);
+    memcpy(before, m->params, sizeof(float) * m->n_backbone);
+    float loss = 0;
+    ck_assert_int_eq(conure_model_train_step(m, t, rows, 4, LEN, NULL, &loss), CONURE_E_NUMERIC);
+    ck_assert(memcmp(before, m->params, sizeof(float) * m->n_backbone) == 0);
+    m->tasks[0].head[5 * 32 + 3] = keep;
+    /* an inf in a conv weight reaches the user vectors */
+    float *w = cn_conv_ptr(m, m->params, 1);
+    keep = w[7];
+    w[7] = INFINITY;
+    ck_assert_int_eq(conure_model_user_vectors(m, t, rows, 4, LEN, h, 4 * 32), CONURE_E_NUMERIC);
+    ck_assert_int_eq(conure_model_train_step(m, t, rows, 4, LEN, NULL, &loss), CONURE_E_NUMERIC);
+    w[7] = keep;
+    ck_assert_int_eq(conure_model_train_step(m, t, rows, 4, LEN, NULL, &loss), CONURE_OK);
+    ck_assert(isfinite(loss));
+    free(before);
+    conure_model_free(m);
+}
+END_TEST
+
+/* The popularity-rank sampler draws from the distribution with the positive
+ * cut out, without a redraw loop: a tiny rho puts almost all mass on rank 0,
+ * which must still never be returned when it is the positive. */
+START_TEST(popularity_rank_sampler_extremes)
+{
+    cn_rng r;
+    cn_rng_seed(&r, 3, 4);
+    int64_t c1 = 0;
+    for (int i = 0; i < 10000; i++) {
+        int32_t k = cn_sample_pop_rank(&r, 10, 1e-3, 0);
+        ck_assert(k >= 1 && k < 10);
+        c1 += k == 1;
+    }
+    ck_assert_int_eq(c1, 10000); /* the next most popular takes all the mass */
+    for (int i = 0; i < 10000; i++) {
+        int32_t k = cn_sample_pop_rank(&r, 10, 0.3, 9);
+        ck_assert(k >= 0 && k < 9);
+        k = cn_sample_pop_rank(&r, 2, 0.3, 1);
+        ck_assert_int_eq(k, 0);
+        k = cn_sample_pop_rank(&r, 1000000, 10.0, 17);
+        ck_assert(k >= 0 && k < 1000000 && k != 17);
+    }
+}
+END_TEST
+
 START_TEST(ranks_and_metrics)
 {
     const float s[3 * 4] = {0.5f, 0.2f, 0.5f, 0.9f,   /* target 0: one higher, one tie */
@@ -446,6 +509,8 @@ int main(void)
     tcase_add_test(tc, adam_matches_formula);
     tcase_add_test(tc, log_uniform_sampler);
     tcase_add_test(tc, popularity_rank_sampler);
+    tcase_add_test(tc, non_finite_is_reported);
+    tcase_add_test(tc, popularity_rank_sampler_extremes);
     tcase_add_test(tc, ranks_and_metrics);
     tcase_add_test(tc, top_k_order_ties_and_history);
     suite_add_tcase(s, tc);

@@ -148,15 +148,18 @@ CONURE_API conure_status conure_options_set_int(conure_options *options, const c
 
 /**
  * Sets a real-valued option.  Task keys (conure_model_add_task):
- *   "lr"            Adam learning rate, (0, 1]; default 1e-3 for next-item
+ *   "lr"            Adam learning rate, [1e-30, 1]; default 1e-3 for next-item
  *                   tasks, 1e-4 for the others (method §5)
  *   "l2"            L2 weight lambda on a target table, [0, 10]; default 0.02
- *   "rho"           popularity-rank sampler parameter, (0, 10]; default 0.3
+ *   "rho"           popularity-rank sampler parameter, [1e-30, 10]; default 0.3
  *   "release_ratio" share p_k of still-free conv weights this task hands on to
  *                   later tasks when pruned (method §4), [0, 1); default 0.7
- *   "adam_beta1" [0,1) default 0.9; "adam_beta2" [0,1) default 0.999;
- *   "adam_eps" (0, 1] default 1e-8.
- * Model key: "init_std" std of the truncated normal init, (0, 1]; default 0.02.
+ *   "adam_beta1" [0, 0.9999999] default 0.9; "adam_beta2" [0, 0.9999999]
+ *   default 0.999; "adam_eps" [1e-30, 1] default 1e-8.
+ * Model key: "init_std" std of the truncated normal init, [1e-30, 1];
+ * default 0.02.
+ * Real values are stored as float; every range above holds after that
+ * conversion (no accepted value becomes 0 or 1).
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_INVALID_ARG (unknown key or
  *   not a real key); CONURE_E_OUT_OF_RANGE (value outside range or not finite).
  * Not thread-safe on the same handle.

@@ -58,7 +58,7 @@ static conure_status check_items(const conure_model *m, const int32_t *items, in
     if (batch < 1 || batch > CN_MAX_BATCH)
         return cn_fail(CONURE_E_OUT_OF_RANGE, "%s: batch = %d is outside [1, %d]", fn, batch,
                        CN_MAX_BATCH);
-    if (seq_len < min_len || seq_len + extra > m->cfg.max_len)
+    if (seq_len < min_len || seq_len > m->cfg.max_len - extra) /* no overflow */
         return cn_fail(CONURE_E_OUT_OF_RANGE, "%s: seq_len = %d is outside [%d, %d]%s", fn, seq_len,
                        min_len, m->cfg.max_len - extra,
                        extra ? " (one position is kept for the separator)" : "");

@@ -23,6 +23,22 @@ void *cn_alloc(size_t n, size_t size)
     return p;
 }
 
+int cn_all_finite(const float *x, size_t n)
+{
+    /* x * 0 is 0 for finite x and NaN for inf or NaN; 16 lanes vectorise */
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[i + j] * 0.0f;
+    float s = 0;
+    for (int j = 0; j < 16; j++)
+        s += acc[j];
+    for (; i < n; i++)
+        s += x[i] * 0.0f;
+    return s == 0.0f;
+}
+
 void cn_free(void *p)
 {
     free(p);

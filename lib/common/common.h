@@ -42,6 +42,10 @@ typedef struct cn_scratch {
 int cn_scratch_reserve(cn_scratch *s, size_t bytes);
 void cn_scratch_release(cn_scratch *s);
 
+/* ---- numerics ----------------------------------------------------------------
+ * 1 if every x[i] is finite (no NaN, no inf).  One vectorisable pass. */
+int cn_all_finite(const float *x, size_t n);
+
 /* ---- random numbers ----------------------------------------------------------
  * PCG-XSH-RR 32 (O'Neill 2014) with 64-bit state: small, fast, reproducible on
  * every platform; the state is saved in model files so training resumes exactly. */

@@ -26,19 +26,21 @@ static const opt_info opt_table[CN_OPT_COUNT] = {
     [CN_OPT_MAX_LEN] = {"max_len", T_INT, CN_SCOPE_MODEL, 2, 65536, 0},
     [CN_OPT_SEED] = {"seed", T_INT, CN_SCOPE_MODEL, 0, 9223372036854775807.0, 0},
     [CN_OPT_THREADS] = {"threads", T_INT, CN_SCOPE_MODEL | CN_SCOPE_RUNTIME, 0, 1024, 0},
-    [CN_OPT_INIT_STD] = {"init_std", T_REAL, CN_SCOPE_MODEL, 0, 1, 1},
+    /* real ranges are those of the float the value becomes: no bound rounds to
+     * a forbidden float (0 or 1) */
+    [CN_OPT_INIT_STD] = {"init_std", T_REAL, CN_SCOPE_MODEL, 1e-30, 1, 0},
     [CN_OPT_DILATIONS] = {"dilations", T_TEXT, CN_SCOPE_MODEL, 0, 0, 0},
     [CN_OPT_BLOCK_ORDER] = {"block_order", T_TEXT, CN_SCOPE_MODEL, 0, 0, 0},
     [CN_OPT_TRAINING_MODE] = {"training_mode", T_TEXT, CN_SCOPE_MODEL, 0, 0, 0},
     [CN_OPT_BACKEND] = {"backend", T_TEXT, CN_SCOPE_MODEL | CN_SCOPE_RUNTIME, 0, 0, 0},
     [CN_OPT_NEGATIVES] = {"negatives", T_INT, CN_SCOPE_TASK, 0, 2147483647.0, 0},
-    [CN_OPT_LR] = {"lr", T_REAL, CN_SCOPE_TASK, 0, 1, 1},
+    [CN_OPT_LR] = {"lr", T_REAL, CN_SCOPE_TASK, 1e-30, 1, 0},
     [CN_OPT_L2] = {"l2", T_REAL, CN_SCOPE_TASK, 0, 10, 0},
-    [CN_OPT_RHO] = {"rho", T_REAL, CN_SCOPE_TASK, 0, 10, 1},
+    [CN_OPT_RHO] = {"rho", T_REAL, CN_SCOPE_TASK, 1e-30, 10, 0},
     [CN_OPT_RELEASE_RATIO] = {"release_ratio", T_REAL, CN_SCOPE_TASK, 0, 0.999999, 0},
-    [CN_OPT_ADAM_BETA1] = {"adam_beta1", T_REAL, CN_SCOPE_TASK, 0, 0.999999999, 0},
-    [CN_OPT_ADAM_BETA2] = {"adam_beta2", T_REAL, CN_SCOPE_TASK, 0, 0.999999999, 0},
-    [CN_OPT_ADAM_EPS] = {"adam_eps", T_REAL, CN_SCOPE_TASK, 0, 1, 1},
+    [CN_OPT_ADAM_BETA1] = {"adam_beta1", T_REAL, CN_SCOPE_TASK, 0, 0.9999999, 0},
+    [CN_OPT_ADAM_BETA2] = {"adam_beta2", T_REAL, CN_SCOPE_TASK, 0, 0.9999999, 0},
+    [CN_OPT_ADAM_EPS] = {"adam_eps", T_REAL, CN_SCOPE_TASK, 1e-30, 1, 0},
     [CN_OPT_LOSS] = {"loss", T_TEXT, CN_SCOPE_TASK, 0, 0, 0},
 };
 

@@ -64,6 +64,10 @@ conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, cons
         for (int32_t b = 0; b < nbat; b++)
             memcpy(out + (b0 + b) * C, x + ((int64_t)b * L + L - 1) * C, sizeof(float) * (size_t)C);
     }
+    if (!cn_all_finite(out, (size_t)batch * (size_t)C))
+        st = cn_fail(CONURE_E_NUMERIC,
+                     "inference: task %d's user vectors are not finite (the model's weights hold "
+                     "NaN or inf)", task_id);
 done:
     cn_free(x);
     cn_free(y);
@@ -92,9 +96,15 @@ conure_status cn_model_scores(const conure_model *m, int32_t task_id, const int3
                 float *s = scores + (int64_t)b * n;
                 for (int32_t j = 0; j < n; j++)
                     s[j] += bias[j];
-                s[0] = -INFINITY; /* padding is never a recommendation */
+                s[0] = 0.0f; /* checked below, then set */
             }
         }
+        if (!cn_all_finite(scores, (size_t)batch * (size_t)n))
+            st = cn_fail(CONURE_E_NUMERIC, "inference: task %d's scores are not finite (its head "
+                         "holds NaN or inf)", task_id);
+        else if (t->kind == CONURE_TASK_NEXT_ITEM)
+            for (int32_t b = 0; b < batch; b++)
+                scores[(int64_t)b * n] = -INFINITY; /* padding is never a recommendation */
     }
     cn_free(h);
     return st;

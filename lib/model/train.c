@@ -221,11 +221,17 @@ conure_status cn_model_train_step(conure_model *m, int32_t task_id, const int32_
         m->rng = saved;
         return st;
     }
-    if (!isfinite(loss)) {
+    int finite = isfinite(loss) && cn_all_finite(t->head_grad, t->head_numel);
+    for (int32_t i = 0; i < m->n_tensors && finite; i++) {
+        const cn_tensor *tt = &m->tensors[i];
+        if (tt->ndim == 3 || backbone_trainable(m))
+            finite = cn_all_finite(m->grads + tt->offset, tt->numel);
+    }
+    if (!finite) {
         m->rng = saved;
         return cn_fail(CONURE_E_NUMERIC,
-                       "model_train_step: task %d loss is %g; no parameter was changed (lower \"lr\"?)",
-                       task_id, loss);
+                       "model_train_step: task %d: the loss (%g) or a gradient is not finite; no "
+                       "parameter was changed (lower \"lr\"?)", task_id, loss);
     }
     const int nt = m->n_threads;
     const int finetune = m->cfg.training_mode == CN_MODE_FINETUNE;

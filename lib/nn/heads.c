@@ -42,18 +42,28 @@ double cn_log_uniform_log_q(int32_t V, int32_t id, int64_t tries)
 
 int32_t cn_sample_pop_rank(cn_rng *r, int32_t n, double rho, int32_t avoid)
 {
-    /* P(rank k) ∝ q^k with q = exp(-1/(rho n)) on 0..n-1 (the common factor
-     * exp(-1/(rho n)) of exp(-(k+1)/(rho n)) cancels): inverse CDF of a
-     * truncated geometric distribution. */
+    /* P(rank k) ∝ q^k with q = exp(-1/(rho n)) on 0..n-1 without `avoid` (the
+     * common factor exp(-1/(rho n)) of exp(-(k+1)/(rho n)) cancels).  Exact,
+     * without a redraw loop: with a tiny rho almost all mass sits on rank 0,
+     * and redrawing until rank != 0 would never end.  The ranks below and
+     * above `avoid` are two truncated geometric distributions, of masses
+     * G(avoid) and q^(avoid+1) G(n-avoid-1) with G(k) = (1 - q^k) / (1 - q);
+     * pick one by its mass, then invert its CDF: k = log(1 - g (1-q)) / log q
+     * for g uniform in [0, G(len)). */
     const double logq = -1.0 / (rho * (double)n);
-    const double mass = -expm1((double)n * logq); /* 1 - q^n */
-    for (;;) {
-        double u = cn_rng_uniform(r);
-        double k = floor(log1p(-u * mass) / logq);
-        int32_t rank = k < 0 ? 0 : (k > (double)(n - 1) ? n - 1 : (int32_t)k);
-        if (rank != avoid)
-            return rank;
-    }
+    const double one_minus_q = -expm1(logq);
+    if (!(one_minus_q > 0.0)) /* q rounds to 1: uniform */
+        return cn_sample_other_class(r, n, avoid);
+    const int32_t n_above = n - avoid - 1;
+    const double g_below = -expm1((double)avoid * logq) / one_minus_q;
+    const double g_above = -expm1((double)n_above * logq) / one_minus_q;
+    const double above = exp((double)(avoid + 1) * logq) * g_above;
+    const int use_below = cn_rng_uniform(r) * (g_below + above) < g_below;
+    const int32_t len = use_below ? avoid : n_above;
+    const double g = cn_rng_uniform(r) * (use_below ? g_below : g_above);
+    double k = floor(log1p(-g * one_minus_q) / logq);
+    int32_t off = k < 0 ? 0 : (k > (double)(len - 1) ? len - 1 : (int32_t)k);
+    return use_below ? off : avoid + 1 + off;
 }
 
 int32_t cn_sample_other_class(cn_rng *r, int32_t n, int32_t avoid)
@@ -224,14 +234,14 @@ conure_status cn_next_item_loss(const float *H, int64_t n, const int32_t *tgt, c
                     l[j] += bias[j];
                     mx = l[j] > mx ? l[j] : mx;
                 }
+                const float zt = l[t];
                 float se = 0;
                 for (int64_t j = 0; j < V; j++) {
                     l[j] = cn_fast_expf(l[j] - mx);
                     se += l[j];
                 }
-                /* loss = lse - logit_t = -log(p_t) */
-                float pt = l[t] / se;
-                row_loss[r0 + i] = -logf(pt > 1e-37f ? pt : 1e-37f);
+                /* loss = lse - logit_t (a NaN anywhere stays NaN) */
+                row_loss[r0 + i] = mx + logf(se) - zt;
                 float sc = invN / se;
                 for (int64_t j = 0; j < V; j++)
                     l[j] *= sc;
@@ -339,13 +349,13 @@ conure_status cn_table_loss(int loss_kind, const float *h, int32_t B, const int3
             float mx = -INFINITY;
             for (int32_t j = 0; j < n; j++)
                 mx = l[j] > mx ? l[j] : mx;
+            const float zt = l[pos[r]];
             float se = 0;
             for (int32_t j = 0; j < n; j++) {
                 l[j] = cn_fast_expf(l[j] - mx);
                 se += l[j];
             }
-            float pt = l[pos[r]] / se;
-            row_loss[r] = -logf(pt > 1e-37f ? pt : 1e-37f);
+            row_loss[r] = mx + logf(se) - zt;
             float sc = (float)invB / se;
             for (int32_t j = 0; j < n; j++)
                 l[j] *= sc;

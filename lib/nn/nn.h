@@ -19,7 +19,7 @@
 /* exp for the softmax loops: 2^n * p(r) with n = round(x / ln 2), a two-part
  * ln 2 reduction and a degree-6 Taylor polynomial on |r| <= ln(2)/2.  Relative
  * error <= 2.3e-7 on [-87, 88] (measured against double exp), exactly 0 below
- * -87 (so -inf gives 0), saturates above 88.  Branch-free, so the compiler
+ * -87 (so -inf gives 0), saturates above 88, NaN in gives NaN out.  Branch-free, so the compiler
  * vectorises the loops that call it (12x glibc's scalar expf here). */
 static inline float cn_fast_expf(float x)
 {
@@ -38,7 +38,7 @@ static inline float cn_fast_expf(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    const int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23);
+    const uint32_t bits = ((uint32_t)ti - 0x4B400000u + 127u) << 23; /* NaN: garbage, stays NaN */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return x < -87.0f ? 0.0f : p * scale;

@@ -233,6 +233,8 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
     t.beta1 = (float)o->adam_beta1;
     t.beta2 = (float)o->adam_beta2;
     t.eps = (float)o->adam_eps;
+    if ((st = cn_model_ensure_training(m)))
+        return mfail(m, st);
     if ((st = cn_task_alloc_head(m, &t, 1)))
         return mfail(m, st);
     m->tasks[m->n_tasks] = t;
@@ -334,6 +336,7 @@ CONURE_API conure_status conure_model_finish_task(conure_model *m, int32_t task)
         return mfail(m, st);
     t->phase = CONURE_PHASE_DONE;
     cn_model_reset_adam(m, t);
+    cn_task_release_training(t); /* a DONE task trains no more */
     return CONURE_OK;
 }
 

@@ -195,7 +195,7 @@ static conure_status td_add(tdesc *list, int *n, int cap, uint32_t dtype, void *
 /* Builds the list for model m (tasks and heads in place).  with_opt adds
  * the optimizer tensors (of task opt_task's head if opt_task > 0). */
 static conure_status build_tensor_list(const conure_model *m, int with_opt, int32_t opt_task,
-                                       tdesc **out, int *n_out)
+                                       float *zeros, tdesc **out, int *n_out)
 {
     int cap = m->n_tensors + 1 + 2 * m->n_tasks + 4;
     tdesc *list = calloc((size_t)cap, sizeof *list);
@@ -247,9 +247,15 @@ static conure_status build_tensor_list(const conure_model *m, int with_opt, int3
     }
     if (with_opt && st == CONURE_OK) {
         uint64_t shape[1] = {(uint64_t)m->n_backbone};
-        st = td_add(list, &n, cap, CN_DTYPE_F32, m->adam_m, 1, shape, "optimizer.adam_m");
+        /* a model that never trained since creation or load has no Adam
+         * moments yet: they are zero */
+        float *am = m->adam_m ? m->adam_m : zeros, *av = m->adam_v ? m->adam_v : zeros;
+        if (!am || !av)
+            st = cn_fail(CONURE_E_INTERNAL, "model file: no optimizer state to write");
         if (st == CONURE_OK)
-            st = td_add(list, &n, cap, CN_DTYPE_F32, m->adam_v, 1, shape, "optimizer.adam_v");
+            st = td_add(list, &n, cap, CN_DTYPE_F32, am, 1, shape, "optimizer.adam_m");
+        if (st == CONURE_OK)
+            st = td_add(list, &n, cap, CN_DTYPE_F32, av, 1, shape, "optimizer.adam_v");
         if (st == CONURE_OK && opt_task > 0) {
             const cn_task *t = &m->tasks[opt_task - 1];
             if (!t->head_m || !t->head_v) {
@@ -404,11 +410,19 @@ conure_status cn_model_serialize_ex(const conure_model *m, uint32_t flags,
     if (n_extra < 0 || n_extra > CN_FILE_MAX_SECTIONS - 4)
         return cn_fail(CONURE_E_INTERNAL, "model_save: too many extra sections");
 
+    float *zeros = NULL;
+    if (with_opt && (!m->adam_m || !m->adam_v)) {
+        zeros = cn_alloc(m->n_backbone, sizeof(float));
+        if (!zeros)
+            return cn_fail(CONURE_E_NOMEM, "model_save: out of memory");
+    }
     tdesc *td = NULL;
     int n_td = 0;
-    conure_status st = build_tensor_list(m, with_opt, opt_task, &td, &n_td);
-    if (st != CONURE_OK)
+    conure_status st = build_tensor_list(m, with_opt, opt_task, zeros, &td, &n_td);
+    if (st != CONURE_OK) {
+        cn_free(zeros);
         return st;
+    }
 
     /* --- plan: header, section table, sections, tensors --- */
     sec_out sec[CN_FILE_MAX_SECTIONS];
@@ -441,12 +455,14 @@ conure_status cn_model_serialize_ex(const conure_model *m, uint32_t flags,
     const uint64_t total = pos;
     if (total > SIZE_MAX) {
         free(td);
+        cn_free(zeros);
         return cn_fail(CONURE_E_NOMEM, "model_save: file size %llu does not fit in memory",
                        (unsigned long long)total);
     }
     *size_out = (size_t)total;
     if (!sink) {
         free(td);
+        cn_free(zeros);
         return CONURE_OK;
     }
 
@@ -454,6 +470,7 @@ conure_status cn_model_serialize_ex(const conure_model *m, uint32_t flags,
     uint8_t *meta = calloc(1, (size_t)meta_len);
     if (!meta) {
         free(td);
+        cn_free(zeros);
         return cn_fail(CONURE_E_NOMEM, "model_save: out of memory (%llu bytes of metadata)",
                        (unsigned long long)meta_len);
     }
@@ -533,6 +550,7 @@ conure_status cn_model_serialize_ex(const conure_model *m, uint32_t flags,
     }
     free(meta);
     free(td);
+    cn_free(zeros);
     return st;
 }
 
@@ -1305,10 +1323,12 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint
                           r->where, (int)i + 1, t->head_numel, src->head_numel);
         }
     }
+    if (st == CONURE_OK && ps->with_opt)
+        st = cn_model_ensure_training(m);
     tdesc *td = NULL;
     int n_td = 0;
     if (st == CONURE_OK)
-        st = build_tensor_list(m, ps->with_opt, ps->opt_task, &td, &n_td);
+        st = build_tensor_list(m, ps->with_opt, ps->opt_task, NULL, &td, &n_td);
     if (st == CONURE_OK)
         st = check_directory(r, ps, td, n_td);
     if (st == CONURE_OK)
@@ -1342,6 +1362,9 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint
             m->phase_step = 0;
         }
     }
+    for (int32_t k = 1; k <= m->n_tasks && st == CONURE_OK; k++)
+        if (m->tasks[k - 1].phase == CONURE_PHASE_DONE)
+            cn_task_release_training(&m->tasks[k - 1]);
     if (st == CONURE_OK && m->cfg.training_mode == CN_MODE_CONURE)
         for (int32_t k = 1; k <= m->n_tasks && st == CONURE_OK; k++)
             if (m->tasks[k - 1].phase == CONURE_PHASE_DONE)

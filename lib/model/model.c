@@ -104,11 +104,8 @@ conure_status cn_model_alloc(const cn_config *cfg, conure_model **out)
     }
     m->n_backbone = off;
     m->params = cn_alloc(off, sizeof(float));
-    m->grads = cn_alloc(off, sizeof(float));
-    m->adam_m = cn_alloc(off, sizeof(float));
-    m->adam_v = cn_alloc(off, sizeof(float));
     m->owner = cn_alloc((size_t)m->n_conv, m->conv_numel);
-    if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->owner)
+    if (!m->params || !m->owner)
         goto nomem;
     cn_rng_seed(&m->rng, cfg->seed, 0x5eed);
     *out = m;
@@ -211,10 +208,43 @@ conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init)
     return CONURE_OK;
 }
 
+conure_status cn_model_ensure_training(conure_model *m)
+{
+    if (m->grads && m->adam_m && m->adam_v)
+        return CONURE_OK;
+    float *g = m->grads ? m->grads : cn_alloc(m->n_backbone, sizeof(float));
+    float *am = m->adam_m ? m->adam_m : cn_alloc(m->n_backbone, sizeof(float));
+    float *av = m->adam_v ? m->adam_v : cn_alloc(m->n_backbone, sizeof(float));
+    if (!g || !am || !av) {
+        if (g != m->grads)
+            cn_free(g);
+        if (am != m->adam_m)
+            cn_free(am);
+        if (av != m->adam_v)
+            cn_free(av);
+        return cn_fail(CONURE_E_NOMEM, "model: out of memory for the training state (%zu floats)",
+                       3 * m->n_backbone);
+    }
+    m->grads = g;
+    m->adam_m = am;
+    m->adam_v = av;
+    return CONURE_OK;
+}
+
+void cn_task_release_training(cn_task *t)
+{
+    cn_free(t->head_grad);
+    cn_free(t->head_m);
+    cn_free(t->head_v);
+    t->head_grad = t->head_m = t->head_v = NULL;
+}
+
 void cn_model_reset_adam(conure_model *m, cn_task *t)
 {
-    memset(m->adam_m, 0, sizeof(float) * m->n_backbone);
-    memset(m->adam_v, 0, sizeof(float) * m->n_backbone);
+    if (m->adam_m)
+        memset(m->adam_m, 0, sizeof(float) * m->n_backbone);
+    if (m->adam_v)
+        memset(m->adam_v, 0, sizeof(float) * m->n_backbone);
     if (t && t->head_m) {
         memset(t->head_m, 0, sizeof(float) * t->head_numel);
         memset(t->head_v, 0, sizeof(float) * t->head_numel);

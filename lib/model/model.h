@@ -82,7 +82,7 @@ struct conure_model {
     cn_tensor *tensors;     /* [n_tensors]: embedding, then CN_T_PER_BLOCK per block */
     size_t n_backbone;      /* floats in the arena */
     float *params;
-    float *grads;
+    float *grads;           /* grads, adam_m, adam_v: NULL until the model trains */
     float *adam_m, *adam_v;
     int32_t n_conv;         /* 2 * n_blocks */
     size_t conv_numel;      /* K * C * C */
@@ -138,6 +138,12 @@ int32_t cn_conv_dilation(const conure_model *m, int32_t t);
  * the model RNG (method §3).  t->kind and t->n_targets must be set. */
 conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init);
 void cn_task_free(cn_task *t);
+/* Allocates (zeroed) the backbone's gradients and Adam moments if the model
+ * has none yet: models are created and loaded without them, so a model that
+ * only serves inference never holds them. */
+conure_status cn_model_ensure_training(conure_model *m);
+/* Frees a task's gradient and Adam arrays (a DONE task trains no more). */
+void cn_task_release_training(cn_task *t);
 /* Resets Adam moments of backbone and the task head, phase_step = 0. */
 void cn_model_reset_adam(conure_model *m, cn_task *t);
 /* Builds t->conv_eff for a DONE task id (1-based) in conure mode. */

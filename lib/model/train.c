@@ -94,6 +94,12 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     const int nt = m->n_threads;
     const int need_view = cn_model_conv_view_needs_buffer(m, task_id);
     const size_t conv_ws = cn_model_conv_workspace(m, batch, L);
+    conure_status st0 = cn_model_ensure_training(m);
+    if (st0)
+        return st0;
+    if (!t->head_grad)
+        return cn_fail(CONURE_E_INTERNAL, "model_train_step: task %d has no gradient arrays",
+                       task_id);
 
     train_bufs tb;
     bump bp = {NULL, 0};

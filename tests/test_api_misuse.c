@@ -1035,8 +1035,19 @@ START_TEST(user_vectors_errors)
                  CONURE_E_OUT_OF_RANGE, "items[1][5]");
     EXPECT_MFAIL(m, conure_model_user_vectors(m, 1, ITEMS, BATCH, SEQ, out, BATCH * C - 1),
                  CONURE_E_BUFFER_TOO_SMALL, "out_len");
+    /* right padding: the user vector would be read at a padding position */
+    memcpy(bad, ITEMS, sizeof bad);
+    bad[1 * SEQ + 5] = 0;
+    EXPECT_MFAIL(m, conure_model_user_vectors(m, 1, bad, BATCH, SEQ, out, BATCH * C),
+                 CONURE_E_INVALID_ARG, "items[1][5]");
+    EXPECT_MFAIL(m, conure_model_train_step(m, 1, bad, BATCH, SEQ, NULL, NULL),
+                 CONURE_E_INVALID_ARG, "left-padded");
     ASSERT_UNTOUCHED(out, sizeof out);
     OK(conure_model_user_vectors(m, 1, ITEMS, BATCH, SEQ, out, BATCH * C));
+    /* a user without history is a valid row */
+    int32_t empty[BATCH * SEQ] = {0};
+    memcpy(empty + SEQ, ITEMS + SEQ, sizeof(int32_t) * SEQ);
+    OK(conure_model_user_vectors(m, 1, empty, BATCH, SEQ, out, BATCH * C));
     conure_model_free(m);
 }
 END_TEST

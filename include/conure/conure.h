@@ -18,7 +18,10 @@
  * - Arrays are flat, caller-owned and row-major; shapes are given as
  *   [rows, cols].  Sizes are in elements unless a name says bytes.
  * - Item ids: the input vocabulary has `vocab_size` ids; id 0 is padding,
- *   items are 1 .. vocab_size-1.  Sequences are left-padded with 0.
+ *   items are 1 .. vocab_size-1.  Sequences are left-padded with 0: a 0
+ *   after an item in a row is rejected (CONURE_E_INVALID_ARG), because the
+ *   user vector is read at the last position.  A row of only 0s (a user
+ *   without history) is valid.
  * - Tasks are numbered 1, 2, 3, ... in the order they were added (task k is
  *   the paper's T_k).  Targets of a task with n_targets outputs are
  *   0 .. n_targets-1; for a next-item task they are item ids (0 never scores).
@@ -279,7 +282,7 @@ CONURE_API conure_status conure_model_add_task(conure_model *model, conure_task_
  *                  loss + L2 term), in nats.
  * @return CONURE_OK; CONURE_E_NULL_ARG (model, items, targets where needed);
  *   CONURE_E_INVALID_ARG (targets given for a next-item task; a next-item
- *   batch without any non-padding target); CONURE_E_OUT_OF_RANGE (task id,
+ *   batch without any non-padding target; a row that is not left-padded); CONURE_E_OUT_OF_RANGE (task id,
  *   batch, seq_len, an item or target id; the message names the element);
  *   CONURE_E_STATE (task not in DENSE/RETRAIN); CONURE_E_NUMERIC (non-finite
  *   loss: no parameter was changed); CONURE_E_BACKEND; CONURE_E_NOMEM.
@@ -339,6 +342,7 @@ CONURE_API conure_status conure_model_discard_task(conure_model *model, int32_t 
  * @param scores_len  number of floats available at scores (>= batch*n_targets)
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_OUT_OF_RANGE (task, batch,
  *   seq_len, an item id; task when the model has no tasks);
+ *   CONURE_E_INVALID_ARG (a row that is not left-padded);
  *   CONURE_E_BUFFER_TOO_SMALL; CONURE_E_STATE (task not DONE, see above);
  *   CONURE_E_BACKEND; CONURE_E_NOMEM.
  * Thread-safe with other const calls on the same model.

@@ -65,11 +65,19 @@ static conure_status check_items(const conure_model *m, const int32_t *items, in
     const int32_t V = m->cfg.vocab_size;
     for (int32_t b = 0; b < batch; b++) {
         const int32_t *row = items + (int64_t)b * seq_len;
-        for (int32_t j = 0; j < seq_len; j++)
+        int seen_item = 0;
+        for (int32_t j = 0; j < seq_len; j++) {
             if (row[j] < 0 || row[j] >= V)
                 return cn_fail(CONURE_E_OUT_OF_RANGE,
                                "%s: items[%d][%d] = %d is outside [0, %d) (vocab_size %d)", fn, b,
                                j, row[j], V, V);
+            if (row[j] != 0)
+                seen_item = 1;
+            else if (seen_item)
+                return cn_fail(CONURE_E_INVALID_ARG,
+                               "%s: items[%d][%d] = 0 follows an item: rows must be left-padded "
+                               "(0 only before the first item)", fn, b, j);
+        }
     }
     return CONURE_OK;
 }

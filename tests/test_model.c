@@ -464,6 +464,25 @@ START_TEST(top_k_order_ties_and_history)
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(ids[i], want[i]);
     ck_assert(vals[4] == -INFINITY && vals[0] == 0.9f);
+    /* the sorting path (large k) gives the same answer */
+    {
+        float big[300];
+        tu_fill_uniform(big, 300, 77, 1.0f);
+        big[10] = big[20]; /* a tie */
+        big[30] = big[40] = -INFINITY;
+        int32_t a[299], b2[299];
+        float va[299], vb[299];
+        void *scratch = malloc(cn_topk_scratch_bytes(300));
+        for (int k = 1; k <= 299; k += 49) {
+            cn_topk_row(big, 300, k, a, va);
+            cn_topk_row_sorted(big, 300, k, b2, vb, scratch);
+            ck_assert(memcmp(a, b2, sizeof(int32_t) * (size_t)k) == 0);
+            ck_assert(memcmp(va, vb, sizeof(float) * (size_t)k) == 0);
+        }
+        cn_topk_row_sorted(big, 300, 299, b2, vb, scratch);
+        ck_assert_int_eq(b2[298], -1); /* the -inf entry is never returned */
+        free(scratch);
+    }
 
     /* through the API: history exclusion removes every input item */
     conure_model *m = model("blis", 4, 1, "pre_norm");

@@ -452,7 +452,8 @@ CONURE_API conure_status conure_model_top_k(const conure_model *m, int32_t task,
     float *s = cn_alloc((size_t)batch * (size_t)n, sizeof(float));
     int32_t *oid = cn_alloc((size_t)batch * (size_t)k, sizeof(int32_t));
     float *oval = cn_alloc((size_t)batch * (size_t)k, sizeof(float));
-    if (!s || !oid || !oval) {
+    void *sort = k > CN_TOPK_SORT_MIN ? cn_alloc(cn_topk_scratch_bytes(n), 1) : NULL;
+    if (!s || !oid || !oval || (k > CN_TOPK_SORT_MIN && !sort)) {
         st = cn_fail(CONURE_E_NOMEM, "%s: out of memory", fn);
         goto done;
     }
@@ -463,7 +464,10 @@ CONURE_API conure_status conure_model_top_k(const conure_model *m, int32_t task,
         if (flags & CONURE_TOPK_EXCLUDE_HISTORY)
             for (int32_t j = 0; j < seq_len; j++)
                 row[items[(int64_t)b * seq_len + j]] = -INFINITY;
-        cn_topk_row(row, n, k, oid + (int64_t)b * k, oval + (int64_t)b * k);
+        if (sort)
+            cn_topk_row_sorted(row, n, k, oid + (int64_t)b * k, oval + (int64_t)b * k, sort);
+        else
+            cn_topk_row(row, n, k, oid + (int64_t)b * k, oval + (int64_t)b * k);
     }
     memcpy(ids, oid, sizeof(int32_t) * (size_t)batch * (size_t)k);
     if (scores)
@@ -472,6 +476,7 @@ done:
     cn_free(s);
     cn_free(oid);
     cn_free(oval);
+    cn_free(sort);
     return st ? mfail(m, st) : CONURE_OK;
 }
 

@@ -1,5 +1,6 @@
 /* Full-ranking metrics (method §3): ranks, HR@k, MRR@k, NDCG@k, accuracy. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "common/common.h"
 #include "eval/eval.h"
@@ -8,6 +9,39 @@
 static inline int better(float sa, int32_t ia, float sb, int32_t ib)
 {
     return sa > sb || (sa == sb && ia < ib);
+}
+
+typedef struct cn_scored {
+    float v;
+    int32_t id;
+} cn_scored;
+
+static int cmp_scored(const void *a, const void *b)
+{
+    const cn_scored *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v > y->v ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+void cn_topk_row_sorted(const float *s, int32_t n, int32_t k, int32_t *ids, float *vals,
+                        void *scratch)
+{
+    cn_scored *p = scratch;
+    int32_t cnt = 0;
+    for (int32_t j = 0; j < n; j++)
+        if (s[j] != -INFINITY)
+            p[cnt++] = (cn_scored){s[j], j};
+    qsort(p, (size_t)cnt, sizeof *p, cmp_scored);
+    for (int32_t j = 0; j < k; j++) {
+        ids[j] = j < cnt ? p[j].id : -1;
+        vals[j] = j < cnt ? p[j].v : -INFINITY;
+    }
+}
+
+size_t cn_topk_scratch_bytes(int32_t n)
+{
+    return (size_t)n * sizeof(cn_scored);
 }
 
 void cn_topk_row(const float *s, int32_t n, int32_t k, int32_t *ids, float *vals)

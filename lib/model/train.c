@@ -11,12 +11,16 @@
  * measures. */
 typedef struct bump {
     char *base;
-    size_t used;
+    size_t used;  /* SIZE_MAX once a request overflowed */
 } bump;
 
 static void *take(bump *b, size_t bytes)
 {
     size_t at = b->used;
+    if (bytes > SIZE_MAX - 63 || ((bytes + 63) & ~(size_t)63) > SIZE_MAX - 64 - at) {
+        b->used = SIZE_MAX; /* saturate: the reservation below fails cleanly */
+        return NULL;
+    }
     b->used += (bytes + 63) & ~(size_t)63;
     return b->base ? b->base + at : NULL;
 }
@@ -104,7 +108,7 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     train_bufs tb;
     bump bp = {NULL, 0};
     layout(&bp, m, t, batch, L, conv_ws, need_view, &tb);
-    if (cn_scratch_reserve(&m->train_ws, bp.used))
+    if (bp.used == SIZE_MAX || cn_scratch_reserve(&m->train_ws, bp.used))
         return cn_fail(CONURE_E_NOMEM, "model_train_step: out of memory for %zu bytes of activations",
                        bp.used);
     bp.base = m->train_ws.ptr;

@@ -59,7 +59,7 @@ extern "C" {
 #define CONURE_API
 #endif
 
-#include "conure_version.h"
+#include "conure/conure_version.h"
 
 /* ------------------------------------------------------------------------ */
 /* Status codes (numbers are fixed forever).                                 */
@@ -133,8 +133,9 @@ CONURE_API void conure_options_free(conure_options *options);
  *   "kernel_width" causal convolution kernel width k, 1 .. 16; default 3
  *   "max_len"      longest accepted sequence length, 2 .. 65536; default 1024
  *   "seed"         seed of initialisation and of all samplers, 0 .. 2^63-1; default 1
- *   "threads"      compute threads (this model's OpenMP + BLIS), 0 = all
- *                  online CPUs, 0 .. 1024; default 1
+ *   "threads"      compute threads (this model's OpenMP + BLIS), 0 = the
+ *                  CPUs this process may run on (its affinity mask), 0 .. 1024;
+ *                  default 1
  * Task keys (conure_model_add_task):
  *   "negatives"    sampled softmax negatives per step, 0 = 20% of vocab_size
  *                  (method §3); 1 .. vocab_size-2
@@ -306,9 +307,13 @@ CONURE_API conure_status conure_model_train_step(conure_model *model, int32_t ta
 CONURE_API conure_status conure_model_prune(conure_model *model, int32_t task);
 
 /**
- * Marks a task DONE: its weights and head are frozen from now on and it can be
- * used for inference.  In training_mode "conure" the task must be in RETRAIN
- * (after conure_model_prune); in "finetune" in DENSE.
+ * Marks a task DONE: its head, and in training_mode "conure" the conv weights
+ * it owns, are frozen from now on and it can be used for inference.  In
+ * training_mode "conure" the task must be in RETRAIN (after
+ * conure_model_prune), and the model caches the masked conv weights this task
+ * sees (2 * n_blocks * kernel_width * channels^2 floats: 12.6 MB at the
+ * defaults); in "finetune" it must be in DENSE.  The task's gradient and Adam
+ * arrays are freed.
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_OUT_OF_RANGE (task id);
  *   CONURE_E_STATE (wrong phase); CONURE_E_NOMEM.
  */
@@ -327,9 +332,10 @@ CONURE_API conure_status conure_model_discard_task(conure_model *model, int32_t 
 /**
  * Scores over the task's whole target set at the last position (method §3):
  * next-item tasks give logits h_u W1^T + b1 over all item ids with id 0 set to
- * -INFINITY; other tasks give h_u . E_k[j].  Uses only conv weights of tasks
- * 1..task and head `task` (method §4 step 4), so a DONE task's scores never
- * change when later tasks are trained.
+ * -INFINITY; other tasks give h_u . E_k[j].  In training_mode "conure" it
+ * uses only conv weights of tasks 1..task and head `task` (method §4 step 4),
+ * so a DONE task's scores never change when later tasks are trained; in
+ * "finetune" later tasks change the shared weights (the SinMoAll baseline).
  * @param task     a DONE task.  A task still in DENSE or RETRAIN gives
  *                 CONURE_E_STATE, unless the run-time setting
  *                 "eval_unfinished" is 1 (conure_model_set_int): then it
@@ -403,8 +409,9 @@ CONURE_API conure_status conure_model_get_int(const conure_model *model, const c
 
 /**
  * Changes a run-time setting of a model (not stored in model files):
- * "threads" (0 .. 1024, 0 = all online CPUs); "eval_unfinished" (0 or 1,
- * default 0: allow scores/top-k/user vectors of tasks not yet DONE).
+ * "threads" (0 .. 1024, 0 = the CPUs this process may run on);
+ * "eval_unfinished" (0 or 1, default 0; 1 allows scores, top-k and user
+ * vectors of tasks not yet DONE, to monitor training).
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_INVALID_ARG;
  *   CONURE_E_OUT_OF_RANGE.
  */
@@ -495,8 +502,10 @@ CONURE_API conure_status conure_model_save_buffer(const conure_model *model, uin
  * mapping, so processes serving one file share its pages (a model that is
  * trained further writes private copies, never the file).  Everything is
  * validated (sizes, bounds, checksums, versions, owners) before a model is
- * returned; nothing partial escapes.  Do not truncate or rewrite a loaded
- * file in place (save replaces files by rename, which is safe).
+ * returned; nothing partial escapes.  Never truncate or rewrite a loaded file
+ * in place: the loaded model would see the new bytes (changed outputs) or
+ * die of SIGBUS.  conure_model_save replaces files by rename, which is safe;
+ * conure_model_load_buffer copies instead of mapping.
  * @param options  run-time keys only ("threads", "backend"), may be NULL
  * @return CONURE_OK; CONURE_E_NULL_ARG; CONURE_E_IO (cannot open/read);
  *   CONURE_E_FORMAT (truncated, corrupted, foreign: the message says what);

@@ -1,6 +1,8 @@
 /* The options handle: a validated key/value bag (zstd-style setters, so no
  * options struct crosses the ABI).  Ranges are documented in conure.h. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <ctype.h>
+#include <sched.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -317,6 +319,13 @@ int cn_resolve_threads(int64_t threads)
 {
     if (threads > 0)
         return (int)threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    /* the CPUs this process may run on (taskset, cpusets), else the online
+     * ones; CPU quotas (cgroup cpu.max) are not visible here */
+    long n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
 }

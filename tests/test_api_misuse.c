@@ -596,6 +596,31 @@ START_TEST(add_task_errors)
     conure_options_free(o);
     ck_assert_int_eq(id, -7);
 
+    /* options that cannot apply to the task are refused, not ignored */
+    static const struct {
+        conure_task_kind kind;
+        int32_t n;
+        const char *loss, *key;
+    } stray[] = {
+        {CONURE_TASK_NEXT_ITEM, V, "softmax", "negatives"},
+        {CONURE_TASK_CLASSIFICATION, 3, "bce", "negatives"},
+        {CONURE_TASK_CLASSIFICATION, 3, "bce", "rho"},
+        {CONURE_TASK_NEXT_ITEM, V, "sampled_softmax", "rho"},
+        {CONURE_TASK_NEXT_ITEM, V, "sampled_softmax", "l2"},
+    };
+    for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++) {
+        OK(conure_options_create(&o));
+        OK(conure_options_set_string(o, "loss", stray[i].loss));
+        if (!strcmp(stray[i].key, "negatives"))
+            OK(conure_options_set_int(o, "negatives", 3));
+        else
+            OK(conure_options_set_float(o, stray[i].key, 0.5));
+        EXPECT_MFAIL(m, conure_model_add_task(m, stray[i].kind, stray[i].n, o, &id),
+                     CONURE_E_INVALID_ARG, stray[i].key);
+        conure_options_free(o);
+    }
+    ck_assert_int_eq(id, -7);
+
     int64_t n = -1;
     OK(conure_model_get_int(m, "n_tasks", &n));
     ck_assert_int_eq(n, 0);

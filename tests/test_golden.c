@@ -232,7 +232,8 @@ static void run_backend(const golden *g, const char *backend)
 
     ck_ok(conure_options_create(&to), "options_create");
     ck_ok(conure_options_set_string(to, "loss", loss_name), "loss");
-    ck_ok(conure_options_set_float(to, "l2", l2), "l2");
+    if (kind != CONURE_TASK_NEXT_ITEM) /* next-item heads have no L2 term */
+        ck_ok(conure_options_set_float(to, "l2", l2), "l2");
     if (negatives)
         ck_ok(conure_options_set_int(to, "negatives", atoi(negatives)), "negatives");
     int32_t task = 0;

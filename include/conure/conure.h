@@ -250,7 +250,10 @@ CONURE_API void conure_model_free(conure_model *model);
  * @param options    task keys (may be NULL: all defaults); model keys rejected
  * @param task_id    receives k (1-based)
  * @return CONURE_OK; CONURE_E_NULL_ARG (model, task_id); CONURE_E_INVALID_ARG
- *   (unknown kind, loss not valid for the kind, a model key given);
+ *   (unknown kind, loss not valid for the kind, a model key given, an option
+ *   that does not apply: "negatives" without sampled softmax, "rho" without
+ *   BPR, "l2" on a next-item task, "release_ratio" in training_mode
+ *   "finetune");
  *   CONURE_E_OUT_OF_RANGE (n_targets; "negatives" above vocab_size-2, or a
  *   vocab_size below 3 with sampled softmax); CONURE_E_STATE (an earlier task is not
  *   DONE, or 255 tasks exist); CONURE_E_CAPACITY (no free conv weights left);

@@ -193,6 +193,23 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
                                     "model_add_task: loss must be \"bce\" or \"softmax\" for a "
                                     "classification task"));
     }
+    /* an option set for a task it cannot apply to is a mistake, not a no-op */
+    if (o->is_set[CN_OPT_NEGATIVES] && loss != CN_LOSS_SAMPLED_SOFTMAX)
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
+                                "model_add_task: option \"negatives\" applies to loss "
+                                "\"sampled_softmax\" only"));
+    if (o->is_set[CN_OPT_RHO] && loss != CN_LOSS_BPR)
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
+                                "model_add_task: option \"rho\" (the BPR negative sampler) applies "
+                                "to item recommendation tasks only"));
+    if (o->is_set[CN_OPT_L2] && kind == CONURE_TASK_NEXT_ITEM)
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
+                                "model_add_task: option \"l2\" (on a target table) does not apply "
+                                "to a next-item task"));
+    if (o->is_set[CN_OPT_RELEASE_RATIO] && m->cfg.training_mode != CN_MODE_CONURE)
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
+                                "model_add_task: option \"release_ratio\" needs training_mode "
+                                "\"conure\" (there is no pruning in \"finetune\")"));
     int32_t negatives = 0;
     if (loss == CN_LOSS_SAMPLED_SOFTMAX) {
         int64_t want = o->is_set[CN_OPT_NEGATIVES] && o->negatives > 0 ? o->negatives

@@ -215,8 +215,18 @@ int cp_evaluate(cp_run *run, const conure_model *m, int32_t task_id, const cd_ta
             }
             e++;
         }
-        conure_status st = conure_model_scores(m, task_id, rows, nb, L, scores,
-                                               (size_t)nb * (size_t)nT);
+        conure_status st = CONURE_OK;
+        if (m) {
+            st = conure_model_scores(m, task_id, rows, nb, L, scores, (size_t)nb * (size_t)nT);
+        } else {
+            /* popularity: ids are in decreasing training frequency
+             * (docs/protocol.md section 3), so score = -id ranks the most
+             * popular first; T1's id 0 (padding) is never recommended */
+            for (int32_t r = 0; r < nb; r++)
+                for (int32_t j = 0; j < nT; j++)
+                    scores[(size_t)r * (size_t)nT + (size_t)j] =
+                        (j == 0 && t->kind == CD_KIND_NEXT_ITEM) ? -INFINITY : -(float)j;
+        }
         if (st != CONURE_OK) {
             api_fail(run, "scores", st);
             goto out;
@@ -266,6 +276,16 @@ out:
     free(tmp);
     free(ranks);
     return rc;
+}
+
+int cp_evaluate_popularity(cp_run *run, cp_metrics out[CD_MAX_TASKS])
+{
+    for (int i = 0; i < run->ds->n_tasks; i++) {
+        const cd_task *t = &run->ds->tasks[i];
+        if (cp_evaluate(run, NULL, i + 1, t, &t->test, &out[i]))
+            return -1;
+    }
+    return 0;
 }
 
 /* Evaluates dataset tasks 0..n_eval-1 (model ids 1..n_eval) into a stage. */

@@ -102,9 +102,19 @@ int cp_run_conure(cp_run *run, conure_model **model, cp_method_result *res);
  *  SinMoAll, FineAll), sharing the T1 model they all start from. */
 int cp_run_baselines(cp_run *run, const int *want, cp_method_result *res);
 
-/** Evaluates one task of a model on examples.  Returns 0 or -1 (run->err). */
+/** Evaluates one task of a model on examples; m = NULL scores the
+ *  popularity ranking instead (see cp_evaluate_popularity).  Returns 0 or -1
+ *  (run->err). */
 int cp_evaluate(cp_run *run, const conure_model *m, int32_t task_id, const cd_task *t,
                 const cd_examples *ex, cp_metrics *out);
+
+/** The reference rankings of every task of the dataset, under the same
+ *  protocol (test examples, masks, history exclusion) as the models: items
+ *  (T1 and item tasks) ranked by training frequency ("most popular"), and
+ *  for classification the most frequent training class ("majority class").
+ *  Ids are assigned in decreasing training frequency (docs/protocol.md §3),
+ *  so this ranks by id.  Returns 0 or -1 (run->err). */
+int cp_evaluate_popularity(cp_run *run, cp_metrics out[CD_MAX_TASKS]);
 
 /** Checks that a loaded model fits the dataset (vocabulary, tasks). */
 int cp_check_model(cp_run *run, const conure_model *m);

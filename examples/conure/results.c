@@ -83,7 +83,29 @@ static void print_method(FILE *f, const cd_dataset *ds, const cp_method_result *
     }
 }
 
-void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_METHODS])
+/* The popularity / majority-class reference (no model). */
+static void print_popularity(FILE *f, const cd_dataset *ds, const cp_metrics *pop, int nt)
+{
+    fprintf(f, "\n== popularity (reference without a model: items by training frequency, "
+               "classification the majority class)\n");
+    fprintf(f, "  %-16s %6s %8s %8s %8s %8s %8s %8s %8s\n", "task", "n", "HR@5", "MRR@5",
+            "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20");
+    for (int i = 0; i < nt; i++) {
+        const cd_task *t = &ds->tasks[i];
+        const cp_metrics *m = &pop[i];
+        char label[32];
+        snprintf(label, sizeof label, "T%d %s", i + 1, t->name);
+        if (t->kind == CD_KIND_CLASSIFICATION)
+            fprintf(f, "  %-16s %6d accuracy %.4f (majority class '%s')\n", label, m->n, m->acc,
+                    t->class_names ? t->class_names[0] : "?");
+        else
+            fprintf(f, "  %-16s %6d %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f\n", label, m->n,
+                    m->hr[0], m->mrr[0], m->ndcg[0], m->hr[1], m->ndcg[1], m->hr[2], m->ndcg[2]);
+    }
+}
+
+void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_METHODS],
+                const cp_metrics *pop)
 {
     int any = 0;
     for (int k = 0; k < CP_N_METHODS; k++) {
@@ -92,17 +114,21 @@ void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_M
         print_method(f, ds, &res[k], cp_method_names[k]);
         any++;
     }
-    if (any < 2)
-        return;
     int nt = 0;
     for (int k = 0; k < CP_N_METHODS; k++)
         if (res[k].ran && res[k].n_tasks > nt)
             nt = res[k].n_tasks;
+    if (pop)
+        print_popularity(f, ds, pop, nt);
+    if (any < 2 && !pop)
+        return;
     fprintf(f, "\n== summary (main metric per task; HR@5 or accuracy)\n  %-16s %-8s", "task",
             "metric");
     for (int k = 0; k < CP_N_METHODS; k++)
         if (res[k].ran)
             fprintf(f, " %10s", cp_method_names[k]);
+    if (pop)
+        fprintf(f, " %10s", "popularity");
     fputc('\n', f);
     for (int i = 0; i < nt; i++) {
         char label[32];
@@ -112,6 +138,8 @@ void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_M
         for (int k = 0; k < CP_N_METHODS; k++)
             if (res[k].ran)
                 fprintf(f, " %10.4f", cp_main_metric(&res[k].final[i], ds->tasks[i].kind));
+        if (pop)
+            fprintf(f, " %10.4f", cp_main_metric(&pop[i], ds->tasks[i].kind));
         fputc('\n', f);
     }
     fprintf(f, "  %-25s", "stored parameters");
@@ -121,6 +149,8 @@ void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_M
             fmt_count(buf, sizeof buf, res[k].stored_parameters);
             fprintf(f, " %10s", buf);
         }
+    if (pop)
+        fprintf(f, " %10s", "0");
     fputc('\n', f);
 }
 
@@ -326,6 +356,28 @@ int cres_write_json(const char *path, const cres_info *info, const cd_dataset *d
     for (int k = 0; k < CP_N_METHODS; k++)
         if (res[k].ran)
             cJSON_AddItemToObject(methods, cp_method_names[k], method_json(ds, &res[k], k == CP_CONURE));
+    if (info->popularity) {
+        /* the reference rankings without a model (cp_evaluate_popularity) */
+        cJSON *pop = cJSON_AddObjectToObject(root, "popularity");
+        cJSON_AddStringToObject(pop, "what",
+                                "items ranked by training frequency; classification: the "
+                                "majority training class");
+        cJSON *tasks = cJSON_AddArrayToObject(pop, "tasks");
+        for (int i = 0; i < ds->n_tasks; i++) {
+            const cd_task *t = &ds->tasks[i];
+            const cp_metrics *m = &info->popularity[i];
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "task", i + 1);
+            cJSON_AddStringToObject(x, "name", t->name);
+            cJSON_AddStringToObject(x, "kind", cres_kind_name(t->kind));
+            cJSON_AddStringToObject(x, "main_metric", cp_main_metric_name(t->kind));
+            cJSON_AddItemToObject(x, "main", num_or_null(cp_main_metric(m, t->kind)));
+            cJSON_AddItemToObject(x, "metrics", metrics_json(m, t->kind));
+            if (t->class_names)
+                cJSON_AddStringToObject(x, "majority_class", t->class_names[0]);
+            cJSON_AddItemToArray(tasks, x);
+        }
+    }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) {

@@ -18,10 +18,13 @@ typedef struct cres_info {
     const char *model_in;      /**< eval: the model file */
     const char *model_out;     /**< --model, or NULL */
     const char *config_file;   /**< or NULL */
+    const cp_metrics *popularity; /**< [ds->n_tasks] reference rankings, or NULL */
 } cres_info;
 
-/** Prints one table per method, the forgetting matrices and a summary. */
-void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_METHODS]);
+/** Prints one table per method, the forgetting matrices, the popularity /
+ *  majority-class reference (pop[task], or NULL for none) and a summary. */
+void cres_print(FILE *f, const cd_dataset *ds, const cp_method_result res[CP_N_METHODS],
+                const cp_metrics *pop);
 
 /** Writes the results JSON (docs/results.md describes its fields).
  *  Returns 0, or -1 with a message in err. */

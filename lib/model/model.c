@@ -370,7 +370,6 @@ conure_status cn_model_apply_runtime(conure_model *m, const conure_options *o, c
             return CONURE_E_BACKEND; /* message set by cn_backend_default */
     }
     m->backend = b;
-    m->n_threads = cn_resolve_threads(o && o->is_set[CN_OPT_THREADS] ? o->threads
-                                      : (o ? o->threads : 1));
+    m->n_threads = cn_resolve_threads(o ? o->threads : 1); /* options default to 1 */
     return CONURE_OK;
 }

@@ -15,6 +15,8 @@
 #define B 3
 #define L 6
 
+static double g_dropout = 0; /* task option of the next make_model */
+
 static conure_model *make_model(const char *order, int K, int kind, const char *loss, int n_targets)
 {
     conure_options *o;
@@ -36,6 +38,8 @@ static conure_model *make_model(const char *order, int K, int kind, const char *
         ck_assert_int_eq(conure_options_set_float(o, "l2", 0.05), CONURE_OK);
     if (!strcmp(loss, "sampled_softmax"))
         ck_assert_int_eq(conure_options_set_int(o, "negatives", 4), CONURE_OK);
+    if (g_dropout > 0)
+        ck_assert_int_eq(conure_options_set_float(o, "dropout", g_dropout), CONURE_OK);
     int32_t id;
     ck_assert_int_eq(conure_model_add_task(m, kind, n_targets, o, &id), CONURE_OK);
     conure_options_free(o);
@@ -63,8 +67,11 @@ static const int32_t cands[4] = {2, 5, 9, 10};
 
 static double loss_at(conure_model *m, const cn_samples *s)
 {
+    /* the same dropout masks for every evaluation: restore the sampler state */
+    const cn_rng keep = m->rng;
     double loss = 0;
     ck_assert_int_eq(cn_model_loss_grad(m, 1, items, B, L, targets, s, 1, &loss), CONURE_OK);
+    m->rng = keep;
     return loss;
 }
 
@@ -185,6 +192,21 @@ START_TEST(post_norm_sampled_softmax)
 END_TEST
 START_TEST(pre_norm_bpr) { gradcheck("pre_norm", 3, CONURE_TASK_ITEM_REC, "bpr", 7); }
 END_TEST
+/* dropout (a fixed mask per evaluation): input embeddings and residual branches */
+START_TEST(pre_norm_softmax_dropout)
+{
+    g_dropout = 0.25;
+    gradcheck("pre_norm", 3, CONURE_TASK_NEXT_ITEM, "softmax", V);
+    g_dropout = 0;
+}
+END_TEST
+START_TEST(post_norm_bce_dropout)
+{
+    g_dropout = 0.25;
+    gradcheck("post_norm", 3, CONURE_TASK_CLASSIFICATION, "bce", 5);
+    g_dropout = 0;
+}
+END_TEST
 START_TEST(post_norm_bpr) { gradcheck("post_norm", 3, CONURE_TASK_ITEM_REC, "bpr", 7); }
 END_TEST
 START_TEST(pre_norm_bce) { gradcheck("pre_norm", 3, CONURE_TASK_CLASSIFICATION, "bce", 5); }
@@ -213,6 +235,8 @@ int main(void)
     tcase_add_test(tc, pre_norm_sampled_softmax);
     tcase_add_test(tc, post_norm_sampled_softmax);
     tcase_add_test(tc, pre_norm_bpr);
+    tcase_add_test(tc, pre_norm_softmax_dropout);
+    tcase_add_test(tc, post_norm_bce_dropout);
     tcase_add_test(tc, post_norm_bpr);
     tcase_add_test(tc, pre_norm_bce);
     tcase_add_test(tc, post_norm_bce);

@@ -160,6 +160,10 @@ CONURE_API conure_status conure_options_set_int(conure_options *options, const c
  *                   later tasks when pruned (method §4), [0, 1); default 0.7
  *   "adam_beta1" [0, 0.9999999] default 0.9; "adam_beta2" [0, 0.9999999]
  *   default 0.999; "adam_eps" [1e-30, 1] default 1e-8.
+ *   "dropout"       [0, 0.9], default 0 (the method has none): during this
+ *                   task's training steps only, inverted dropout on the input
+ *                   embeddings and on every residual branch, rounded to a
+ *                   multiple of 1/256; inference never drops.
  * Model key: "init_std" std of the truncated normal init, [1e-30, 1];
  * default 0.02.
  * Real values are stored as float; every range above holds after that

@@ -258,6 +258,7 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
     t.beta1 = (float)o->adam_beta1;
     t.beta2 = (float)o->adam_beta2;
     t.eps = (float)o->adam_eps;
+    t.dropout = (float)(floor(o->dropout * 256.0 + 0.5) / 256.0); /* masks use one byte */
     if ((st = cn_model_ensure_training(m)))
         return mfail(m, st);
     if ((st = cn_task_alloc_head(m, &t, 1)))

@@ -76,7 +76,7 @@ enum cn_opt_key {
     CN_OPT_TRAINING_MODE, CN_OPT_BACKEND,
     /* task keys */
     CN_OPT_NEGATIVES, CN_OPT_LR, CN_OPT_L2, CN_OPT_RHO, CN_OPT_RELEASE_RATIO,
-    CN_OPT_ADAM_BETA1, CN_OPT_ADAM_BETA2, CN_OPT_ADAM_EPS, CN_OPT_LOSS,
+    CN_OPT_ADAM_BETA1, CN_OPT_ADAM_BETA2, CN_OPT_ADAM_EPS, CN_OPT_LOSS, CN_OPT_DROPOUT,
     CN_OPT_COUNT
 };
 
@@ -95,7 +95,7 @@ enum cn_loss {
 struct conure_options {
     uint8_t is_set[CN_OPT_COUNT];
     int64_t vocab_size, channels, kernel_width, max_len, seed, threads, negatives;
-    double init_std, lr, l2, rho, release_ratio, adam_beta1, adam_beta2, adam_eps;
+    double init_std, lr, l2, rho, release_ratio, adam_beta1, adam_beta2, adam_eps, dropout;
     int32_t n_blocks;
     int32_t dilations[CN_MAX_BLOCKS];
     int block_order, training_mode, loss;

@@ -44,6 +44,7 @@ static const opt_info opt_table[CN_OPT_COUNT] = {
     [CN_OPT_ADAM_BETA2] = {"adam_beta2", T_REAL, CN_SCOPE_TASK, 0, 0.9999999, 0},
     [CN_OPT_ADAM_EPS] = {"adam_eps", T_REAL, CN_SCOPE_TASK, 1e-30, 1, 0},
     [CN_OPT_LOSS] = {"loss", T_TEXT, CN_SCOPE_TASK, 0, 0, 0},
+    [CN_OPT_DROPOUT] = {"dropout", T_REAL, CN_SCOPE_TASK, 0, 0.9, 0},
 };
 
 const char *cn_option_name(int key)
@@ -127,6 +128,7 @@ static conure_status store_number(conure_options *o, int idx, double v, int64_t 
     case CN_OPT_ADAM_BETA1: o->adam_beta1 = v; break;
     case CN_OPT_ADAM_BETA2: o->adam_beta2 = v; break;
     case CN_OPT_ADAM_EPS: o->adam_eps = v; break;
+    case CN_OPT_DROPOUT: o->dropout = v; break;
     default: return cn_fail(CONURE_E_INTERNAL, "%s: no storage for %s", fn, inf->name);
     }
     o->is_set[idx] = 1;

@@ -393,7 +393,8 @@ static void encode_task(const cn_task *t, uint8_t *p)
     le_put_f32(p + 40, t->beta2);
     le_put_f32(p + 44, t->eps);
     le_put_u64(p + 48, (uint64_t)t->head_numel);
-    le_put_u64(p + 56, 0);
+    le_put_f32(p + 56, t->dropout);
+    le_put_u32(p + 60, 0);
 }
 
 static const uint8_t zero_pad[CN_FILE_TENSOR_ALIGN];
@@ -717,6 +718,7 @@ static int task_fields_ok(const cn_config *cfg, const cn_task *t, int32_t k, int
         {"adam_beta1", t->beta1, 0, 1, 0, 1},
         {"adam_beta2", t->beta2, 0, 1, 0, 1},
         {"adam_eps", t->eps, 0, 1, 1, 0},
+        {"dropout", t->dropout, 0, 0.9f, 0, 0},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
         float v = r[i].v;
@@ -986,8 +988,9 @@ static conure_status parse_task(reader *r, parsed *ps)
         t->beta2 = le_f32(e + 40);
         t->eps = le_f32(e + 44);
         uint64_t hn = le_u64(e + 48);
+        t->dropout = le_f32(e + 56);
         char why[256];
-        if (le_u64(e + 56) != 0) {
+        if (le_u32(e + 60) != 0) {
             snprintf(why, sizeof why, "reserved field is not zero");
         } else if (hn > SIZE_MAX) {
             snprintf(why, sizeof why, "head_numel = %llu is too large",
@@ -1315,6 +1318,7 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint
         t->beta1 = src->beta1;
         t->beta2 = src->beta2;
         t->eps = src->eps;
+        t->dropout = src->dropout;
         st = cn_task_alloc_head(m, t, 0);
         if (st == CONURE_OK) {
             m->n_tasks = i + 1;

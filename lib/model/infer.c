@@ -54,7 +54,8 @@ conure_status cn_model_user_vectors(const conure_model *m, int32_t task_id, cons
         for (int32_t b = 0; b < nb; b++) {
             cn_block_params p;
             cn_model_block_params(m, view, b, &p);
-            cn_block_acts a = {x, tmp[0], tmp[1], tmp[2], tmp[3], NULL, NULL, NULL, NULL};
+            cn_block_acts a = {x, tmp[0], tmp[1], tmp[2], tmp[3], NULL, NULL, NULL, NULL,
+                               NULL, 1.0f}; /* no dropout at inference */
             if ((st = cn_block_forward(&s, &p, &a, y, ws)))
                 goto done;
             float *swap = x;

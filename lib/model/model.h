@@ -57,6 +57,7 @@ typedef struct cn_task {
     int32_t loss;       /* enum cn_loss, resolved (never CN_LOSS_DEFAULT) */
     int32_t negatives;  /* sampled softmax negatives (resolved) */
     float lr, l2, rho, release_ratio, beta1, beta2, eps;
+    float dropout;      /* training-only dropout rate, a multiple of 1/256 in [0, 0.9] */
     /* head: next-item: W [n_targets, C] then bias [n_targets];
      *       other kinds: E [n_targets, C] (no bias) */
     size_t head_numel;

@@ -28,6 +28,7 @@ static void *take(bump *b, size_t bytes)
 typedef struct train_bufs {
     int32_t *ids, *tgt, *neg, *cand_ids;
     uint8_t *mark;
+    uint8_t *keep; /* dropout: [n_blocks + 1, N, C] keep flags, or NULL */
     float *conv_view;
     cn_block_acts *acts;
     float *out, *dy, *t1, *t2, *h, *dh;
@@ -46,6 +47,8 @@ static void layout(bump *bp, const conure_model *m, const cn_task *t, int32_t ba
     tb->neg = take(bp, (size_t)batch * sizeof(int32_t));
     tb->cand_ids = take(bp, (size_t)(t->negatives > 0 ? t->negatives : 1) * sizeof(int32_t));
     tb->mark = take(bp, (size_t)m->cfg.vocab_size);
+    tb->keep = t->dropout > 0.0f ? take(bp, (size_t)(m->cfg.n_blocks + 1) * (size_t)N * (size_t)C)
+                                 : NULL;
     tb->conv_view = need_view ? take(bp, (size_t)m->n_conv * m->conv_numel * sizeof(float)) : NULL;
     tb->acts = take(bp, sizeof(cn_block_acts) * (size_t)m->cfg.n_blocks);
     for (int32_t b = 0; b < m->cfg.n_blocks; b++) {
@@ -130,10 +133,28 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     const float *view = cn_model_conv_view(m, task_id, tb.conv_view);
     cn_net_shape s = {batch, L, C, m->cfg.kernel_width, m->cfg.block_order, nt, m->backend};
 
+    /* dropout masks (training only): one random byte per element, kept when
+     * it is >= p * 256; slot 0 is the input embedding, slot b+1 block b */
+    const int64_t NC = N * C;
+    const float drop_scale = t->dropout > 0.0f ? 1.0f / (1.0f - t->dropout) : 1.0f;
+    if (tb.keep) {
+        const uint32_t thr = (uint32_t)(t->dropout * 256.0f + 0.5f);
+        const int64_t total = (int64_t)(nb + 1) * NC;
+        for (int64_t i = 0; i < total; i += 4) {
+            uint32_t r = cn_rng_u32(&m->rng);
+            for (int64_t j = 0; j < 4 && i + j < total; j++, r >>= 8)
+                tb.keep[i + j] = (r & 0xffu) >= thr;
+        }
+    }
+
     /* forward */
     conure_status st;
     cn_embedding_gather(m->params + m->tensors[0].offset, C, tb.ids, N, tb.acts[0].x, nt);
+    if (tb.keep)
+        cn_dropout_apply(tb.acts[0].x, tb.keep, drop_scale, NC, tb.acts[0].x, nt);
     for (int32_t b = 0; b < nb; b++) {
+        tb.acts[b].keep = tb.keep ? tb.keep + (int64_t)(b + 1) * NC : NULL;
+        tb.acts[b].drop_scale = drop_scale;
         cn_block_params p;
         cn_model_block_params(m, view, b, &p);
         float *y = b + 1 < nb ? tb.acts[b + 1].x : tb.out;
@@ -214,6 +235,8 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     if (bb) {
         float *demb = m->grads + m->tensors[0].offset;
         memset(demb, 0, sizeof(float) * m->tensors[0].numel);
+        if (tb.keep)
+            cn_dropout_apply(tb.dy, tb.keep, drop_scale, NC, tb.dy, nt);
         cn_embedding_scatter_acc(demb, C, tb.ids, N, tb.dy, nt);
     }
     return CONURE_OK;

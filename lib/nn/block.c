@@ -31,6 +31,14 @@ static void add_inplace(float *y, const float *x, int64_t n, int n_threads)
         y[i] += x[i];
 }
 
+void cn_dropout_apply(const float *x, const uint8_t *keep, float scale, int64_t n, float *y,
+                      int n_threads)
+{
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+
 conure_status cn_block_forward(const cn_net_shape *s, const cn_block_params *p,
                                cn_block_acts *a, float *y, void *ws)
 {
@@ -46,6 +54,8 @@ conure_status cn_block_forward(const cn_net_shape *s, const cn_block_params *p,
         cn_ln_forward(a->c1, p->ln2_g, p->ln2_b, N, C, CN_LN_EPS, 1, a->r2, a->mean2, a->rstd2, nt);
         if ((st = cn_conv_forward(s->backend, &c2, a->r2, p->w2, y, ws)))
             return st;
+        if (a->keep)
+            cn_dropout_apply(y, a->keep, a->drop_scale, N * C, y, nt);
         add_inplace(y, a->x, N * C, nt);
     } else {
         if ((st = cn_conv_forward(s->backend, &c1, a->x, p->w1, a->c1, ws)))
@@ -54,8 +64,11 @@ conure_status cn_block_forward(const cn_net_shape *s, const cn_block_params *p,
         if ((st = cn_conv_forward(s->backend, &c2, a->r1, p->w2, a->c2, ws)))
             return st;
         cn_ln_forward(a->c2, p->ln2_g, p->ln2_b, N, C, CN_LN_EPS, 1, a->r2, a->mean2, a->rstd2, nt);
-        memcpy(y, a->x, sizeof(float) * (size_t)(N * C));
-        add_inplace(y, a->r2, N * C, nt);
+        if (a->keep)
+            cn_dropout_apply(a->r2, a->keep, a->drop_scale, N * C, y, nt);
+        else
+            memcpy(y, a->r2, sizeof(float) * (size_t)(N * C));
+        add_inplace(y, a->x, N * C, nt);
     }
     return CONURE_OK;
 }
@@ -70,10 +83,15 @@ conure_status cn_block_backward(const cn_net_shape *s, const cn_block_params *p,
     conure_conv_shape c1 = conv_shape(s, p->dilation), c2 = conv_shape(s, 2 * p->dilation);
     conure_status st;
     if (s->block_order == CN_PRE_NORM) {
-        /* y = x + conv2(r2): d conv2 output = dy */
-        if ((st = cn_conv_backward_weight(s->backend, &c2, a->r2, dy, g->w2, ws)))
+        /* y = x + drop(conv2(r2)): d conv2 output = drop(dy) */
+        const float *dc2 = dy;
+        if (a->keep) {
+            cn_dropout_apply(dy, a->keep, a->drop_scale, N * C, t2, nt);
+            dc2 = t2;
+        }
+        if ((st = cn_conv_backward_weight(s->backend, &c2, a->r2, dc2, g->w2, ws)))
             return st;
-        if ((st = cn_conv_backward_data(s->backend, &c2, dy, p->w2, t1, ws)))
+        if ((st = cn_conv_backward_data(s->backend, &c2, dc2, p->w2, t1, ws)))
             return st;
         /* r2 = ReLU(LN2(c1)) */
         cn_ln_backward(t1, a->c1, a->mean2, a->rstd2, p->ln2_g, a->r2, 1, N, C, t2, g->ln2_g,
@@ -91,8 +109,13 @@ conure_status cn_block_backward(const cn_net_shape *s, const cn_block_params *p,
         if (need_dx)
             add_inplace(dy, t2, N * C, nt);
     } else {
-        /* y = x + r2, r2 = ReLU(LN2(c2)) */
-        cn_ln_backward(dy, a->c2, a->mean2, a->rstd2, p->ln2_g, a->r2, 1, N, C, t1, g->ln2_g,
+        /* y = x + drop(r2), r2 = ReLU(LN2(c2)) */
+        const float *dr2 = dy;
+        if (a->keep) {
+            cn_dropout_apply(dy, a->keep, a->drop_scale, N * C, t1, nt);
+            dr2 = t1; /* cn_ln_backward allows dx to alias dy */
+        }
+        cn_ln_backward(dr2, a->c2, a->mean2, a->rstd2, p->ln2_g, a->r2, 1, N, C, t1, g->ln2_g,
                        g->ln2_b, nt);
         /* c2 = conv2(r1) */
         if ((st = cn_conv_backward_weight(s->backend, &c2, a->r1, t1, g->w2, ws)))

@@ -87,7 +87,15 @@ typedef struct cn_block_acts {
     float *c2;    /* conv2 output (post-norm only) */
     float *r2;    /* ReLU(LN2(.)) output */
     float *mean1, *rstd1, *mean2, *rstd2;
+    /* training-only dropout of the residual branch: keep[i] is 1 or 0 and a
+     * kept value is multiplied by drop_scale = 1/(1-p); NULL = no dropout */
+    const uint8_t *keep;
+    float drop_scale;
 } cn_block_acts;
+
+/* y[i] = x[i] * (keep[i] ? scale : 0) over n elements, in place allowed. */
+void cn_dropout_apply(const float *x, const uint8_t *keep, float scale, int64_t n, float *y,
+                      int n_threads);
 
 typedef struct cn_net_shape {
     int32_t batch, length, channels, kernel_width;

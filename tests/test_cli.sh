@@ -48,6 +48,18 @@ $CHECK results "$W/d.json" 3 conure,sinmo,sinmoall,fineall
 [ "$($CHECK get "$W/d.json" quick)" = True ] || fail "quick not recorded"
 [ "$($CHECK get "$W/d.json" preset)" = default ] || fail "preset not recorded"
 
+step "dropout options: range checked, recorded, applied; Conure's columns stay exact"
+expect_fail "is not a number in" "$CONURE" run --quick --t1-dropout 1.5
+$RUN --quick --methods conure --t1-dropout 0.3 --task-dropout 0.2 --results "$W/dr.json" \
+    >/dev/null 2>"$W/dr.err" || { cat "$W/dr.err"; fail "conure run --t1-dropout"; }
+$CHECK results "$W/dr.json" 3 conure
+[ "$($CHECK get "$W/dr.json" settings.t1_dropout)" = 0.3 ] || fail "t1_dropout not recorded"
+[ "$($CHECK get "$W/dr.json" settings.task_dropout)" = 0.2 ] || fail "task_dropout not recorded"
+[ "$($CHECK get "$W/d.json" settings.t1_dropout)" = 0 ] || fail "default t1_dropout is not 0"
+# the same seed without dropout gave d.json: dropout must change T1's result
+[ "$($CHECK get "$W/dr.json" methods.conure.tasks.0.metrics.ndcg@20)" != \
+  "$($CHECK get "$W/d.json" methods.conure.tasks.0.metrics.ndcg@20)" ] || fail "--t1-dropout had no effect"
+
 step "info on the model, and on damaged copies"
 "$CONURE" info "$W/d.model" >"$W/info.out" || fail "conure info"
 grep -q "^tasks  *3" "$W/info.out" || { cat "$W/info.out"; fail "info: tasks"; }

@@ -48,7 +48,7 @@ $CHECK results "$W/d.json" 3 conure,sinmo,sinmoall,fineall
 [ "$($CHECK get "$W/d.json" quick)" = True ] || fail "quick not recorded"
 [ "$($CHECK get "$W/d.json" preset)" = default ] || fail "preset not recorded"
 
-step "dropout options: range checked, recorded, applied; Conure's columns stay exact"
+step "dropout and tied-embedding options: range checked, recorded, applied; Conure's columns stay exact"
 expect_fail "is not a number in" "$CONURE" run --quick --t1-dropout 1.5
 $RUN --quick --methods conure --t1-dropout 0.3 --task-dropout 0.2 --results "$W/dr.json" \
     >/dev/null 2>"$W/dr.err" || { cat "$W/dr.err"; fail "conure run --t1-dropout"; }
@@ -59,6 +59,12 @@ $CHECK results "$W/dr.json" 3 conure
 # the same seed without dropout gave d.json: dropout must change T1's result
 [ "$($CHECK get "$W/dr.json" methods.conure.tasks.0.metrics.ndcg@20)" != \
   "$($CHECK get "$W/d.json" methods.conure.tasks.0.metrics.ndcg@20)" ] || fail "--t1-dropout had no effect"
+$RUN --quick --methods conure --t1-tie-embedding --results "$W/tie.json" --model "$W/tie.model" \
+    >/dev/null 2>"$W/tie.err" || { cat "$W/tie.err"; fail "conure run --t1-tie-embedding"; }
+$CHECK results "$W/tie.json" 3 conure
+[ "$($CHECK get "$W/tie.json" settings.t1_tie_embedding)" = True ] || fail "t1_tie_embedding not recorded"
+"$CONURE" eval --threads 1 --model "$W/tie.model" --results "$W/tie-e.json" >/dev/null 2>&1 || fail "eval of a tied model"
+$CHECK same-final "$W/tie.json" "$W/tie-e.json" conure conure
 
 step "info on the model, and on damaged copies"
 "$CONURE" info "$W/d.model" >"$W/info.out" || fail "conure info"

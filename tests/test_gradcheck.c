@@ -16,6 +16,7 @@
 #define L 6
 
 static double g_dropout = 0; /* task option of the next make_model */
+static int g_tied = 0;        /* task option tie_embedding of the next make_model */
 
 static conure_model *make_model(const char *order, int K, int kind, const char *loss, int n_targets)
 {
@@ -40,6 +41,8 @@ static conure_model *make_model(const char *order, int K, int kind, const char *
         ck_assert_int_eq(conure_options_set_int(o, "negatives", 4), CONURE_OK);
     if (g_dropout > 0)
         ck_assert_int_eq(conure_options_set_float(o, "dropout", g_dropout), CONURE_OK);
+    if (g_tied)
+        ck_assert_int_eq(conure_options_set_int(o, "tie_embedding", 1), CONURE_OK);
     int32_t id;
     ck_assert_int_eq(conure_model_add_task(m, kind, n_targets, o, &id), CONURE_OK);
     conure_options_free(o);
@@ -207,6 +210,24 @@ START_TEST(post_norm_bce_dropout)
     g_dropout = 0;
 }
 END_TEST
+/* tied head: W is the item embedding, so the embedding's gradient has an
+ * input part and an output part; the finite differences move both */
+START_TEST(pre_norm_softmax_tied)
+{
+    g_tied = 1;
+    gradcheck("pre_norm", 3, CONURE_TASK_NEXT_ITEM, "softmax", V);
+    g_tied = 0;
+}
+END_TEST
+START_TEST(post_norm_sampled_softmax_tied_dropout)
+{
+    g_tied = 1;
+    g_dropout = 0.25;
+    gradcheck("post_norm", 3, CONURE_TASK_NEXT_ITEM, "sampled_softmax", V);
+    g_tied = 0;
+    g_dropout = 0;
+}
+END_TEST
 START_TEST(post_norm_bpr) { gradcheck("post_norm", 3, CONURE_TASK_ITEM_REC, "bpr", 7); }
 END_TEST
 START_TEST(pre_norm_bce) { gradcheck("pre_norm", 3, CONURE_TASK_CLASSIFICATION, "bce", 5); }
@@ -238,6 +259,8 @@ int main(void)
     tcase_add_test(tc, pre_norm_softmax_dropout);
     tcase_add_test(tc, post_norm_bce_dropout);
     tcase_add_test(tc, post_norm_bpr);
+    tcase_add_test(tc, pre_norm_softmax_tied);
+    tcase_add_test(tc, post_norm_sampled_softmax_tied_dropout);
     tcase_add_test(tc, pre_norm_bce);
     tcase_add_test(tc, post_norm_bce);
     tcase_add_test(tc, pre_norm_class_softmax);

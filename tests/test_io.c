@@ -782,6 +782,9 @@ static void e_eps0(uint8_t *b, size_t n) { (void)n; wrf(TASK_E(b, 1) + 44, 0.0f)
 static void e_loss(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 0) + 12, CN_LOSS_BPR); }
 static void e_neg(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 0) + 16, V); }
 static void e_ntargets(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 0) + 4, V + 1); }
+static void e_tflags(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 0) + 60, 2); }
+static void e_tied_table(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 1) + 60, 1); }
+static void e_tied_w(uint8_t *b, size_t n) { (void)n; wr32(TASK_E(b, 0) + 60, 1); }
 static void e_headnumel(uint8_t *b, size_t n) { (void)n; wr64(TASK_E(b, 1) + 48, 1); }
 static void e_ntasks(uint8_t *b, size_t n) { (void)n; wr32(b + sec_off(b, CN_SEC_TASK), 3); }
 static void e_name(uint8_t *b, size_t n) { (void)n; b[tdir_entry(b, "embedding") + 8] = 'G'; }
@@ -857,6 +860,8 @@ START_TEST(semantic_checks)
         {e_dup, "appears twice"},       {e_missing, "TASK"},
         {e_tag, "non-ASCII"},           {e_tdir_count, "tensors"},
         {e_tdir_esz, "entry_size"},
+        {e_tflags, "flags = 0x2"},     {e_tied_table, "not next-item"},
+        {e_tied_w, "differs from the item embedding"},
     };
     conure_model *m = trained_model(2, -1);  /* T1 DONE, T2 DENSE */
     size_t size = 0;

@@ -235,6 +235,87 @@ START_TEST(dropout_trains_only)
 }
 END_TEST
 
+static int head_is_embedding(const conure_model *m, int32_t task)
+{
+    const cn_task *t = &m->tasks[task - 1];
+    return memcmp(t->head, m->params + m->tensors[0].offset,
+                  sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels) == 0;
+}
+
+/* Task option tie_embedding: the next-item head's W is the item embedding
+ * through every phase (dense: both train together; retrain: both frozen),
+ * the model learns, a later task leaves T1's scores bit-identical, the flag
+ * survives save and load, and other task kinds refuse the option. */
+START_TEST(tied_embedding_cycle)
+{
+    conure_model *m = model("blis", 5, 1, "pre_norm");
+    conure_options *o;
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "loss", "softmax"), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_float(o, "lr", 3e-3), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "tie_embedding", 1), CONURE_OK);
+    int32_t t;
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_NEXT_ITEM, V, o, &t), CONURE_OK);
+    ck_assert(head_is_embedding(m, t));
+    float *e0 = malloc(sizeof(float) * (size_t)V * 32);
+    memcpy(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 32);
+    train(m, t, 300, NULL, NULL);
+    ck_assert(head_is_embedding(m, t));
+    ck_assert(memcmp(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 32) != 0);
+    ck_assert_int_eq(conure_model_prune(m, t), CONURE_OK);
+    memcpy(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 32);
+    train(m, t, 50, NULL, NULL);
+    ck_assert(head_is_embedding(m, t));
+    ck_assert(memcmp(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 32) == 0);
+    ck_assert_int_eq(conure_model_finish_task(m, t), CONURE_OK);
+    double hr;
+    evaluate(m, t, &hr, NULL);
+    fprintf(stderr, "# tied embedding: held-out HR@5 %.3f after prune and retrain\n", hr);
+    ck_assert(hr >= 0.8);
+
+    /* the option belongs to next-item tasks only */
+    conure_options_free(o);
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "tie_embedding", 1), CONURE_OK);
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_ITEM_REC, 24, o, &t), CONURE_E_INVALID_ARG);
+    char msg[256];
+    conure_model_last_error(m, msg, sizeof msg);
+    ck_assert_msg(strstr(msg, "tie_embedding") != NULL, "%s", msg);
+    conure_options_free(o);
+
+    int32_t rows[8 * LEN];
+    synth_rows(&world, TRAIN, 8, rows);
+    float s1[8 * V], s2[8 * V];
+    ck_assert_int_eq(conure_model_scores(m, 1, rows, 8, LEN, s1, 8 * V), CONURE_OK);
+    int32_t t2;
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_ITEM_REC, 24, NULL, &t2), CONURE_OK);
+    for (int s = 0; s < 20; s++) {
+        int32_t r2[BATCH * LEN], tg[BATCH];
+        synth_rows(&world, s * BATCH % TRAIN, BATCH, r2);
+        for (int b = 0; b < BATCH; b++)
+            tg[b] = world.t2[(s * BATCH + b) % TRAIN % USERS];
+        ck_assert_int_eq(conure_model_train_step(m, t2, r2, BATCH, LEN, tg, NULL), CONURE_OK);
+    }
+    ck_assert_int_eq(conure_model_scores(m, 1, rows, 8, LEN, s2, 8 * V), CONURE_OK);
+    ck_assert(memcmp(s1, s2, sizeof s1) == 0);
+
+    size_t size = 0, w = 0;
+    ck_assert_int_eq(conure_model_save_size(m, 0, &size), CONURE_OK);
+    void *buf = malloc(size);
+    ck_assert_int_eq(conure_model_save_buffer(m, 0, buf, size, &w), CONURE_OK);
+    conure_model *b = NULL;
+    ck_assert_int_eq(conure_model_load_buffer(buf, w, NULL, &b), CONURE_OK);
+    ck_assert_int_eq(b->tasks[0].tied, 1);
+    ck_assert_int_eq(b->tasks[1].tied, 0);
+    ck_assert_int_eq(conure_model_scores(b, 1, rows, 8, LEN, s2, 8 * V), CONURE_OK);
+    ck_assert(memcmp(s1, s2, sizeof s1) == 0);
+    conure_model_free(b);
+    free(buf);
+    free(e0);
+    conure_model_free(m);
+}
+END_TEST
+
 START_TEST(backends_agree_on_model)
 {
     conure_model *m = model("ref", 3, 1, "post_norm");
@@ -575,6 +656,7 @@ int main(void)
     tcase_add_test(tc, same_seed_bit_identical);
     tcase_add_test(tc, scratch_reuse_is_invisible);
     tcase_add_test(tc, dropout_trains_only);
+    tcase_add_test(tc, tied_embedding_cycle);
     tcase_add_test(tc, backends_agree_on_model);
     tcase_add_test(tc, concurrent_inference);
     tcase_add_test(tc, adam_matches_formula);

@@ -154,6 +154,8 @@ static int add_task(cp_run *run, conure_model *m, int k, int conure_mode, int32_
     if (st != CONURE_OK)
         return api_fail(run, "task options", st);
     st = conure_options_set_float(o, "lr", s->lr[later]);
+    if (st == CONURE_OK && !later && s->t1_tie)
+        st = conure_options_set_int(o, "tie_embedding", 1);
     if (st == CONURE_OK && s->dropout[later] >= 0)
         st = conure_options_set_float(o, "dropout", s->dropout[later]);
     if (st == CONURE_OK && !later && s->t1_loss[0])

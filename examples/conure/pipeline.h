@@ -47,6 +47,7 @@ typedef struct cp_settings {
     /* per-task overrides of the epochs (--epochs K:D,R); -1 = the group's */
     int task_dense[CD_MAX_TASKS], task_retrain[CD_MAX_TASKS];
     double lr[2];
+    int t1_tie;              /**< T1 task option tie_embedding = 1 */
     double dropout[2];       /**< task option "dropout"; < 0: library default (0) */
     char t1_loss[32];        /**< "" = library default (sampled_softmax) */
     char class_loss[32];     /**< "" = library default (bce) */

@@ -303,6 +303,7 @@ static cJSON *settings_json(const cd_dataset *ds, const cp_settings *s)
     cJSON_AddStringToObject(o, "t1_loss", s->t1_loss[0] ? s->t1_loss : "sampled_softmax");
     cJSON_AddStringToObject(o, "class_loss", s->class_loss[0] ? s->class_loss : "bce");
     cJSON_AddNumberToObject(o, "negatives", s->negatives);
+    cJSON_AddBoolToObject(o, "t1_tie_embedding", s->t1_tie);
     cJSON_AddNumberToObject(o, "t1_dropout", s->dropout[0] > 0 ? s->dropout[0] : 0);
     cJSON_AddNumberToObject(o, "task_dropout", s->dropout[1] > 0 ? s->dropout[1] : 0);
     if (s->l2 >= 0)

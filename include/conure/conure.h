@@ -139,6 +139,13 @@ CONURE_API void conure_options_free(conure_options *options);
  * Task keys (conure_model_add_task):
  *   "negatives"    sampled softmax negatives per step, 0 = 20% of vocab_size
  *                  (method §3); 1 .. vocab_size-2
+ *   "tie_embedding" 0 or 1, default 0 (the method's separate softmax table).
+ *                  Next-item tasks only: 1 makes the head's weight matrix the
+ *                  item embedding itself, [vocab_size, channels] (as SASRec
+ *                  does); its gradient flows into the embedding, the head keeps
+ *                  its own bias.  The embedding freezes after T1's dense phase
+ *                  (method §4), so in T1's retrain phase only the bias and the
+ *                  T1 conv weights train.  Stored in model files.
  * @param options  handle from conure_options_create()
  * @param key      NUL-terminated key from the lists above
  * @param value    value in the key's range

@@ -202,6 +202,10 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
                                 "model_add_task: option \"rho\" (the BPR negative sampler) applies "
                                 "to item recommendation tasks only"));
+    if (o->is_set[CN_OPT_TIE_EMBEDDING] && o->tie_embedding && kind != CONURE_TASK_NEXT_ITEM)
+        return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
+                                "model_add_task: option \"tie_embedding\" applies to next-item "
+                                "tasks only (their targets are the input items)"));
     if (o->is_set[CN_OPT_L2] && kind == CONURE_TASK_NEXT_ITEM)
         return mfail(m, cn_fail(CONURE_E_INVALID_ARG,
                                 "model_add_task: option \"l2\" (on a target table) does not apply "
@@ -259,6 +263,7 @@ CONURE_API conure_status conure_model_add_task(conure_model *m, conure_task_kind
     t.beta2 = (float)o->adam_beta2;
     t.eps = (float)o->adam_eps;
     t.dropout = (float)(floor(o->dropout * 256.0 + 0.5) / 256.0); /* masks use one byte */
+    t.tied = kind == CONURE_TASK_NEXT_ITEM && o->tie_embedding ? 1 : 0;
     if ((st = cn_model_ensure_training(m)))
         return mfail(m, st);
     if ((st = cn_task_alloc_head(m, &t, 1)))

@@ -77,6 +77,7 @@ enum cn_opt_key {
     /* task keys */
     CN_OPT_NEGATIVES, CN_OPT_LR, CN_OPT_L2, CN_OPT_RHO, CN_OPT_RELEASE_RATIO,
     CN_OPT_ADAM_BETA1, CN_OPT_ADAM_BETA2, CN_OPT_ADAM_EPS, CN_OPT_LOSS, CN_OPT_DROPOUT,
+    CN_OPT_TIE_EMBEDDING,
     CN_OPT_COUNT
 };
 
@@ -94,7 +95,7 @@ enum cn_loss {
 
 struct conure_options {
     uint8_t is_set[CN_OPT_COUNT];
-    int64_t vocab_size, channels, kernel_width, max_len, seed, threads, negatives;
+    int64_t vocab_size, channels, kernel_width, max_len, seed, threads, negatives, tie_embedding;
     double init_std, lr, l2, rho, release_ratio, adam_beta1, adam_beta2, adam_eps, dropout;
     int32_t n_blocks;
     int32_t dilations[CN_MAX_BLOCKS];

@@ -45,6 +45,7 @@ static const opt_info opt_table[CN_OPT_COUNT] = {
     [CN_OPT_ADAM_EPS] = {"adam_eps", T_REAL, CN_SCOPE_TASK, 1e-30, 1, 0},
     [CN_OPT_LOSS] = {"loss", T_TEXT, CN_SCOPE_TASK, 0, 0, 0},
     [CN_OPT_DROPOUT] = {"dropout", T_REAL, CN_SCOPE_TASK, 0, 0.9, 0},
+    [CN_OPT_TIE_EMBEDDING] = {"tie_embedding", T_INT, CN_SCOPE_TASK, 0, 1, 0},
 };
 
 const char *cn_option_name(int key)
@@ -120,6 +121,7 @@ static conure_status store_number(conure_options *o, int idx, double v, int64_t 
     case CN_OPT_SEED: o->seed = iv; break;
     case CN_OPT_THREADS: o->threads = iv; break;
     case CN_OPT_NEGATIVES: o->negatives = iv; break;
+    case CN_OPT_TIE_EMBEDDING: o->tie_embedding = iv; break;
     case CN_OPT_INIT_STD: o->init_std = v; break;
     case CN_OPT_LR: o->lr = v; break;
     case CN_OPT_L2: o->l2 = v; break;

@@ -394,7 +394,7 @@ static void encode_task(const cn_task *t, uint8_t *p)
     le_put_f32(p + 44, t->eps);
     le_put_u64(p + 48, (uint64_t)t->head_numel);
     le_put_f32(p + 56, t->dropout);
-    le_put_u32(p + 60, 0);
+    le_put_u32(p + 60, t->tied ? CN_TASK_FLAG_TIED : 0u);
 }
 
 static const uint8_t zero_pad[CN_FILE_TENSOR_ALIGN];
@@ -989,9 +989,13 @@ static conure_status parse_task(reader *r, parsed *ps)
         t->eps = le_f32(e + 44);
         uint64_t hn = le_u64(e + 48);
         t->dropout = le_f32(e + 56);
+        uint32_t flags = le_u32(e + 60);
+        t->tied = (flags & CN_TASK_FLAG_TIED) ? 1 : 0;
         char why[256];
-        if (le_u32(e + 60) != 0) {
-            snprintf(why, sizeof why, "reserved field is not zero");
+        if (flags & ~(uint32_t)CN_TASK_FLAG_TIED) {
+            snprintf(why, sizeof why, "flags = 0x%x has unknown bits", (unsigned)flags);
+        } else if (t->tied && t->kind != CONURE_TASK_NEXT_ITEM) {
+            snprintf(why, sizeof why, "flag tie_embedding is set on a task that is not next-item");
         } else if (hn > SIZE_MAX) {
             snprintf(why, sizeof why, "head_numel = %llu is too large",
                      (unsigned long long)hn);
@@ -1319,6 +1323,7 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint
         t->beta2 = src->beta2;
         t->eps = src->eps;
         t->dropout = src->dropout;
+        t->tied = src->tied;
         st = cn_task_alloc_head(m, t, 0);
         if (st == CONURE_OK) {
             m->n_tasks = i + 1;
@@ -1352,6 +1357,13 @@ static conure_status deserialize(reader *r, parsed *ps, conure_model **out, uint
     if (st == CONURE_OK && map)
         *adopted = adopt_mapping(m, map, (size_t)r->size, td, n_td);
     free(td);
+    for (int32_t k = 1; k <= m->n_tasks && st == CONURE_OK; k++) {
+        const cn_task *t = &m->tasks[k - 1];
+        if (t->tied && memcmp(t->head, m->params + m->tensors[0].offset,
+                              sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels))
+            st = FAIL("%s: task %d: flag tie_embedding is set but the head's W differs from the "
+                      "item embedding", r->where, (int)k);
+    }
 
     if (st == CONURE_OK) {
         m->backbone_frozen = ps->backbone_frozen;

@@ -20,6 +20,7 @@
 #define CN_FILE_HEADER_SIZE 64
 #define CN_FILE_SECTION_ENTRY 32
 #define CN_FILE_TASK_ENTRY 64
+#define CN_TASK_FLAG_TIED 1u  /* task entry flags (byte 60): head W is the item embedding */
 #define CN_FILE_TDIR_ENTRY 112
 #define CN_FILE_TENSOR_ALIGN 64
 #define CN_FILE_SECTION_ALIGN 8

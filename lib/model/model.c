@@ -191,7 +191,12 @@ conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init)
         return cn_fail(CONURE_E_NOMEM, "model_add_task: out of memory for a head of %lld targets",
                        (long long)n);
     }
-    if (init) {
+    if (init && t->tied) {
+        /* W is the item embedding (n == vocab_size for next-item tasks) */
+        memcpy(t->head, m->params + m->tensors[0].offset, sizeof(float) * (size_t)(n * C));
+        for (int64_t i = 0; i < n; i++)
+            t->head[n * C + i] = CN_T1_HEAD_BIAS;
+    } else if (init) {
         /* a stream per task, so heads do not depend on training history */
         cn_rng r;
         cn_rng_seed(&r, m->cfg.seed, 0x4ead + (uint64_t)m->n_tasks);
@@ -206,6 +211,17 @@ conure_status cn_task_alloc_head(conure_model *m, cn_task *t, int init)
         }
     }
     return CONURE_OK;
+}
+
+void cn_model_sync_tied(conure_model *m)
+{
+    const float *E = m->params + m->tensors[0].offset;
+    for (int32_t i = 0; i < m->n_tasks; i++) {
+        cn_task *t = &m->tasks[i];
+        if (t->tied && t->head &&
+            memcmp(t->head, E, sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels))
+            memcpy(t->head, E, sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels);
+    }
 }
 
 conure_status cn_model_ensure_training(conure_model *m)

@@ -58,6 +58,8 @@ typedef struct cn_task {
     int32_t negatives;  /* sampled softmax negatives (resolved) */
     float lr, l2, rho, release_ratio, beta1, beta2, eps;
     float dropout;      /* training-only dropout rate, a multiple of 1/256 in [0, 0.9] */
+    int32_t tied;       /* next-item only: W of the head is the item embedding (a mirror of
+                         * it, refreshed by cn_model_sync_tied); 0 or 1 */
     /* head: next-item: W [n_targets, C] then bias [n_targets];
      *       other kinds: E [n_targets, C] (no bias) */
     size_t head_numel;
@@ -147,6 +149,11 @@ conure_status cn_model_ensure_training(conure_model *m);
 void cn_task_release_training(cn_task *t);
 /* Resets Adam moments of backbone and the task head, phase_step = 0. */
 void cn_model_reset_adam(conure_model *m, cn_task *t);
+/* Tied next-item heads (task option "tie_embedding"): copies the item
+ * embedding into the W part of every tied head, so that W == E exactly after
+ * any change of E.  Heads borrowed from a file mapping are private copies on
+ * write, so the copy never touches the file. */
+void cn_model_sync_tied(conure_model *m);
 /* Builds t->conv_eff for a DONE task id (1-based) in conure mode. */
 conure_status cn_task_build_conv_eff(conure_model *m, int32_t task_id);
 /* Number of floats stored for the model (backbone + all heads). */

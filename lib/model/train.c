@@ -104,6 +104,8 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
     conure_status st0 = cn_model_ensure_training(m);
     if (st0)
         return st0;
+    if (t->tied)
+        cn_model_sync_tied(m); /* W == E even if E was changed since (tests perturb it) */
     if (!t->head_grad)
         return cn_fail(CONURE_E_INTERNAL, "model_train_step: task %d has no gradient arrays",
                        task_id);
@@ -239,6 +241,17 @@ conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t
             cn_dropout_apply(tb.dy, tb.keep, drop_scale, NC, tb.dy, nt);
         cn_embedding_scatter_acc(demb, C, tb.ids, N, tb.dy, nt);
     }
+    if (t->tied) {
+        /* tied head: dL/dE gets the head's W gradient too; W itself is never
+         * updated on its own (it is re-copied from E after every step) */
+        const size_t nw = (size_t)t->n_targets * (size_t)C;
+        if (bb) {
+            float *demb = m->grads + m->tensors[0].offset;
+            for (size_t i = 0; i < nw; i++)
+                demb[i] += dhead[i];
+        }
+        memset(dhead, 0, sizeof(float) * nw);
+    }
     return CONURE_OK;
 }
 
@@ -298,6 +311,8 @@ conure_status cn_model_train_step(conure_model *m, int32_t task_id, const int32_
     }
     cn_adam_update(t->head, t->head_grad, t->head_m, t->head_v, t->head_numel, NULL, 0, lr, b1, b2,
                    eps, step, nt);
+    if (backbone_trainable(m))
+        cn_model_sync_tied(m); /* E changed: every tied head follows */
     if (loss_out)
         *loss_out = (float)loss;
     return CONURE_OK;

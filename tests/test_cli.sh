@@ -63,6 +63,8 @@ $RUN --quick --methods conure --t1-tie-embedding --results "$W/tie.json" --model
     >/dev/null 2>"$W/tie.err" || { cat "$W/tie.err"; fail "conure run --t1-tie-embedding"; }
 $CHECK results "$W/tie.json" 3 conure
 [ "$($CHECK get "$W/tie.json" settings.t1_tie_embedding)" = True ] || fail "t1_tie_embedding not recorded"
+[ "$($CHECK get "$W/tie.json" methods.conure.tasks.0.metrics.ndcg@20)" != \
+  "$($CHECK get "$W/d.json" methods.conure.tasks.0.metrics.ndcg@20)" ] || fail "--t1-tie-embedding had no effect"
 "$CONURE" eval --threads 1 --model "$W/tie.model" --results "$W/tie-e.json" >/dev/null 2>&1 || fail "eval of a tied model"
 $CHECK same-final "$W/tie.json" "$W/tie-e.json" conure conure
 

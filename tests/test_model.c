@@ -316,6 +316,44 @@ START_TEST(tied_embedding_cycle)
 }
 END_TEST
 
+/* finetune mode: the embedding keeps training in a later (untied) task and
+ * the tied T1 head follows it exactly */
+START_TEST(tied_head_follows_finetune)
+{
+    conure_options *o;
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "vocab_size", V), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "channels", 16), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "dilations", "1,2"), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_string(o, "training_mode", "finetune"), CONURE_OK);
+    conure_model *m;
+    ck_assert_int_eq(conure_model_create(o, &m), CONURE_OK);
+    conure_options_free(o);
+    ck_assert_int_eq(conure_options_create(&o), CONURE_OK);
+    ck_assert_int_eq(conure_options_set_int(o, "tie_embedding", 1), CONURE_OK);
+    int32_t t, t2;
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_NEXT_ITEM, V, o, &t), CONURE_OK);
+    conure_options_free(o);
+    train(m, t, 20, NULL, NULL);
+    ck_assert_int_eq(conure_model_finish_task(m, t), CONURE_OK);
+    ck_assert(head_is_embedding(m, t));
+    float *e0 = malloc(sizeof(float) * (size_t)V * 16);
+    memcpy(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 16);
+    ck_assert_int_eq(conure_model_add_task(m, CONURE_TASK_CLASSIFICATION, 2, NULL, &t2), CONURE_OK);
+    for (int s = 0; s < 5; s++) {
+        int32_t r2[BATCH * LEN], tg[BATCH];
+        synth_rows(&world, s * BATCH % TRAIN, BATCH, r2);
+        for (int b = 0; b < BATCH; b++)
+            tg[b] = world.t3[(s * BATCH + b) % TRAIN];
+        ck_assert_int_eq(conure_model_train_step(m, t2, r2, BATCH, LEN, tg, NULL), CONURE_OK);
+        ck_assert(head_is_embedding(m, t));
+    }
+    ck_assert(memcmp(e0, m->params + m->tensors[0].offset, sizeof(float) * (size_t)V * 16) != 0);
+    free(e0);
+    conure_model_free(m);
+}
+END_TEST
+
 START_TEST(backends_agree_on_model)
 {
     conure_model *m = model("ref", 3, 1, "post_norm");
@@ -657,6 +695,7 @@ int main(void)
     tcase_add_test(tc, scratch_reuse_is_invisible);
     tcase_add_test(tc, dropout_trains_only);
     tcase_add_test(tc, tied_embedding_cycle);
+    tcase_add_test(tc, tied_head_follows_finetune);
     tcase_add_test(tc, backends_agree_on_model);
     tcase_add_test(tc, concurrent_inference);
     tcase_add_test(tc, adam_matches_formula);

@@ -68,7 +68,7 @@ enum {
     O_PRESET = 256, O_DATA, O_CONFIG, O_RESULTS, O_MODEL, O_RESUME, O_METHODS, O_TASKS, O_SEED,
     O_THREADS, O_BACKEND, O_QUICK, O_CHANNELS, O_KERNEL, O_DILATIONS, O_BLOCK_ORDER, O_MAX_LEN,
     O_WINDOWS, O_T1_EPOCHS, O_TASK_EPOCHS, O_EPOCHS, O_T1_BATCH, O_TASK_BATCH, O_T1_LR, O_TASK_LR,
-    O_T1_LOSS, O_CLASS_LOSS, O_T1_DROPOUT, O_TASK_DROPOUT, O_T1_TIE, O_NEGATIVES, O_L2, O_RHO, O_RELEASE, O_PATIENCE, O_EVAL_BATCH,
+    O_T1_LOSS, O_CLASS_LOSS, O_T1_DROPOUT, O_TASK_DROPOUT, O_T1_TIE, O_NO_T1_TIE, O_NEGATIVES, O_L2, O_RHO, O_RELEASE, O_PATIENCE, O_EVAL_BATCH,
     O_EXCL_HIST, O_NO_EXCL_HIST, O_SKIP_BAD, O_PROGRESS, O_QUIET, O_VERBOSE, O_HELP
 };
 
@@ -101,6 +101,7 @@ static const struct option longopts[] = {
     {"t1-loss", required_argument, NULL, O_T1_LOSS},
     {"t1-dropout", required_argument, NULL, O_T1_DROPOUT},
     {"t1-tie-embedding", no_argument, NULL, O_T1_TIE},
+    {"no-t1-tie-embedding", no_argument, NULL, O_NO_T1_TIE},
     {"task-dropout", required_argument, NULL, O_TASK_DROPOUT},
     {"class-loss", required_argument, NULL, O_CLASS_LOSS},
     {"negatives", required_argument, NULL, O_NEGATIVES},
@@ -368,6 +369,8 @@ static void preset_defaults(cli *c, const char *preset)
         s->rho = 10;               /* near-uniform BPR negatives (docs/results.md) */
     } else { /* beauty, toys, lastfm: T1 only, early stopping on validation */
         s->channels = 128; /* 64 measured lower on Toys and Beauty (docs/results.md) */
+        s->t1_tie = 1;       /* tied item embedding and dropout: the two changes that */
+        s->dropout[0] = 0.3; /* moved Beauty and Toys (docs/results.md, tuning log) */
         s->dense_epochs[0] = 100;
         s->retrain_epochs[0] = 100;
         s->batch[0] = 256;
@@ -594,6 +597,9 @@ static void build_cli(cli *c, const opt_list *l, int is_eval)
         case O_T1_TIE:
             s->t1_tie = 1;
             break;
+        case O_NO_T1_TIE:
+            s->t1_tie = 0;
+            break;
         case O_T1_DROPOUT:
             s->dropout[0] = parse_real(p, 0, 0.9);
             break;
@@ -717,7 +723,7 @@ static void usage(FILE *f)
             "  --max-len N  --windows all|last\n"
             "  --t1-epochs D,R  --task-epochs D,R  --epochs TASK:D,R (one task)\n"
             "  --t1-batch N  --task-batch N\n"
-            "  --t1-lr X  --task-lr X  --t1-dropout P  --task-dropout P  --t1-tie-embedding\n"
+            "  --t1-lr X  --task-lr X  --t1-dropout P  --task-dropout P  --[no-]t1-tie-embedding\n"
             "  --t1-loss NAME  --class-loss NAME  --negatives N\n"
             "  --l2 X  --rho X  --release-ratio X  --patience N  --eval-batch N\n"
             "  --progress auto|plain|terminal|none  --quiet  --verbose\n"

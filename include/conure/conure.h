@@ -143,9 +143,12 @@ CONURE_API void conure_options_free(conure_options *options);
  *                  Next-item tasks only: 1 makes the head's weight matrix the
  *                  item embedding itself, [vocab_size, channels] (as SASRec
  *                  does); its gradient flows into the embedding, the head keeps
- *                  its own bias.  The embedding freezes after T1's dense phase
- *                  (method §4), so in T1's retrain phase only the bias and the
- *                  T1 conv weights train.  Stored in model files.
+ *                  its own bias.  In training_mode "conure" the embedding
+ *                  freezes after T1's dense phase (method §4): in T1's retrain
+ *                  phase only the bias and T1's conv weights train, and a tied
+ *                  next-item task after T1 trains its bias only.  In
+ *                  "finetune" the embedding keeps training in every task and
+ *                  every tied head follows it.  Stored in model files.
  * @param options  handle from conure_options_create()
  * @param key      NUL-terminated key from the lists above
  * @param value    value in the key's range
@@ -264,7 +267,7 @@ CONURE_API void conure_model_free(conure_model *model);
  *   (unknown kind, loss not valid for the kind, a model key given, an option
  *   that does not apply: "negatives" without sampled softmax, "rho" without
  *   BPR, "l2" on a next-item task, "release_ratio" in training_mode
- *   "finetune");
+ *   "finetune", "tie_embedding" on a task that is not next-item);
  *   CONURE_E_OUT_OF_RANGE (n_targets; "negatives" above vocab_size-2, or a
  *   vocab_size below 3 with sampled softmax); CONURE_E_STATE (an earlier task is not
  *   DONE, or 255 tasks exist); CONURE_E_CAPACITY (no free conv weights left);

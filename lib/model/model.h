@@ -174,9 +174,12 @@ typedef struct cn_samples {
     int32_t n;
     int64_t tries;       /* sampled softmax: draws made to get the n distinct ids */
 } cn_samples;
-/* Loss and gradients for one batch without changing any parameter: gradients
- * w.r.t. the weights the forward used go to m->grads (backbone layout) and the
- * task's head_grad.  all_grads != 0 computes every gradient (tests); 0 skips
+/* Loss and gradients for one batch without changing any trained parameter
+ * (a tied head's W is re-copied from the embedding first, which changes
+ * nothing unless a test perturbed the embedding): gradients w.r.t. the weights
+ * the forward used go to m->grads (backbone layout) and the task's head_grad;
+ * for a tied head the W gradient is added to the embedding's gradient and the
+ * W part of head_grad is zero.  all_grads != 0 computes every gradient (tests); 0 skips
  * the ones the current phase does not train.  *loss gets the mean loss. */
 conure_status cn_model_loss_grad(conure_model *m, int32_t task_id, const int32_t *items,
                                  int32_t batch, int32_t seq_len, const int32_t *targets,

@@ -122,6 +122,20 @@ END_TEST
 START_TEST(learns_sampled_softmax) { learns("sampled_softmax", 12, "pre_norm", 0.80); }
 END_TEST
 
+/* Saves m to a memory buffer and loads it back (the caller frees the copy). */
+static conure_model *roundtrip(const conure_model *m)
+{
+    size_t size = 0, w = 0;
+    ck_assert_int_eq(conure_model_save_size(m, 0, &size), CONURE_OK);
+    void *buf = malloc(size);
+    ck_assert_int_eq(conure_model_save_buffer(m, 0, buf, size, &w), CONURE_OK);
+    ck_assert_uint_eq(w, size);
+    conure_model *b = NULL;
+    ck_assert_int_eq(conure_model_load_buffer(buf, w, NULL, &b), CONURE_OK);
+    free(buf);
+    return b;
+}
+
 static void snapshot(const conure_model *m, float **out, size_t *n)
 {
     *n = m->n_backbone + m->tasks[0].head_numel;
@@ -215,15 +229,9 @@ START_TEST(dropout_trains_only)
         ck_assert(memcmp(s1, s2, sizeof s1) == 0);
         if (r) {
             ck_assert(m->tasks[0].dropout == 51.0f / 256.0f); /* 0.2 rounded to 1/256 */
-            size_t size = 0, w = 0;
-            ck_assert_int_eq(conure_model_save_size(m, 0, &size), CONURE_OK);
-            void *buf = malloc(size);
-            ck_assert_int_eq(conure_model_save_buffer(m, 0, buf, size, &w), CONURE_OK);
-            conure_model *b = NULL;
-            ck_assert_int_eq(conure_model_load_buffer(buf, size, NULL, &b), CONURE_OK);
+            conure_model *b = roundtrip(m);
             ck_assert(b->tasks[0].dropout == m->tasks[0].dropout);
             conure_model_free(b);
-            free(buf);
         }
         conure_model_free(m);
     }
@@ -299,18 +307,12 @@ START_TEST(tied_embedding_cycle)
     ck_assert_int_eq(conure_model_scores(m, 1, rows, 8, LEN, s2, 8 * V), CONURE_OK);
     ck_assert(memcmp(s1, s2, sizeof s1) == 0);
 
-    size_t size = 0, w = 0;
-    ck_assert_int_eq(conure_model_save_size(m, 0, &size), CONURE_OK);
-    void *buf = malloc(size);
-    ck_assert_int_eq(conure_model_save_buffer(m, 0, buf, size, &w), CONURE_OK);
-    conure_model *b = NULL;
-    ck_assert_int_eq(conure_model_load_buffer(buf, w, NULL, &b), CONURE_OK);
+    conure_model *b = roundtrip(m);
     ck_assert_int_eq(b->tasks[0].tied, 1);
     ck_assert_int_eq(b->tasks[1].tied, 0);
     ck_assert_int_eq(conure_model_scores(b, 1, rows, 8, LEN, s2, 8 * V), CONURE_OK);
     ck_assert(memcmp(s1, s2, sizeof s1) == 0);
     conure_model_free(b);
-    free(buf);
     free(e0);
     conure_model_free(m);
 }

@@ -185,19 +185,26 @@ static cJSON *num_or_null(double v)
     return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
 }
 
+/* The fields every task entry has (methods and the popularity reference):
+ * task number, name, kind, main metric and all metrics of m. */
+static cJSON *task_json(const cd_task *t, int i, const cp_metrics *m)
+{
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "task", i + 1);
+    cJSON_AddStringToObject(x, "name", t->name);
+    cJSON_AddStringToObject(x, "kind", cres_kind_name(t->kind));
+    cJSON_AddStringToObject(x, "main_metric", cp_main_metric_name(t->kind));
+    cJSON_AddItemToObject(x, "main", num_or_null(cp_main_metric(m, t->kind)));
+    cJSON_AddItemToObject(x, "metrics", metrics_json(m, t->kind));
+    return x;
+}
+
 static cJSON *method_json(const cd_dataset *ds, const cp_method_result *r, int is_conure)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *tasks = cJSON_AddArrayToObject(o, "tasks");
     for (int i = 0; i < r->n_tasks; i++) {
-        const cd_task *t = &ds->tasks[i];
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "task", i + 1);
-        cJSON_AddStringToObject(x, "name", t->name);
-        cJSON_AddStringToObject(x, "kind", cres_kind_name(t->kind));
-        cJSON_AddStringToObject(x, "main_metric", cp_main_metric_name(t->kind));
-        cJSON_AddItemToObject(x, "main", num_or_null(cp_main_metric(&r->final[i], t->kind)));
-        cJSON_AddItemToObject(x, "metrics", metrics_json(&r->final[i], t->kind));
+        cJSON *x = task_json(&ds->tasks[i], i, &r->final[i]);
         cJSON *ep = cJSON_AddArrayToObject(x, "epochs");
         cJSON_AddItemToArray(ep, cJSON_CreateNumber(r->epochs_run[i][0]));
         if (is_conure)
@@ -368,14 +375,7 @@ int cres_write_json(const char *path, const cres_info *info, const cd_dataset *d
         cJSON *tasks = cJSON_AddArrayToObject(pop, "tasks");
         for (int i = 0; i < ds->n_tasks; i++) {
             const cd_task *t = &ds->tasks[i];
-            const cp_metrics *m = &info->popularity[i];
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddNumberToObject(x, "task", i + 1);
-            cJSON_AddStringToObject(x, "name", t->name);
-            cJSON_AddStringToObject(x, "kind", cres_kind_name(t->kind));
-            cJSON_AddStringToObject(x, "main_metric", cp_main_metric_name(t->kind));
-            cJSON_AddItemToObject(x, "main", num_or_null(cp_main_metric(m, t->kind)));
-            cJSON_AddItemToObject(x, "metrics", metrics_json(m, t->kind));
+            cJSON *x = task_json(t, i, &info->popularity[i]);
             if (t->class_names)
                 cJSON_AddStringToObject(x, "majority_class", t->class_names[0]);
             cJSON_AddItemToArray(tasks, x);

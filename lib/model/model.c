@@ -218,9 +218,11 @@ void cn_model_sync_tied(conure_model *m)
     const float *E = m->params + m->tensors[0].offset;
     for (int32_t i = 0; i < m->n_tasks; i++) {
         cn_task *t = &m->tasks[i];
-        if (t->tied && t->head &&
-            memcmp(t->head, E, sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels))
-            memcpy(t->head, E, sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels);
+        const size_t bytes = sizeof(float) * (size_t)t->n_targets * (size_t)m->cfg.channels;
+        /* compare first: an unchanged head stays untouched (no page of a
+         * file mapping is made private for nothing) */
+        if (t->tied && t->head && memcmp(t->head, E, bytes))
+            memcpy(t->head, E, bytes);
     }
 }
 

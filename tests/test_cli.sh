@@ -124,6 +124,25 @@ $RUN --quick --data "$W/baddata" --skip-bad-lines --methods conure --tasks 1 \
 [ "$($CHECK get "$W/s.json" dataset.bad_lines_skipped)" = 1 ] || fail "skipped line not counted"
 expect_fail "not found" $RUN --preset ml100k --data "$W/nowhere"
 
+step "T1-only preset (lastfm) on a small S3-Rec file: preset settings recorded, both methods"
+mkdir -p "$W/s3"
+# 60 users, items 1..30 in runs of consecutive ids (a learnable next-item pattern)
+awk 'BEGIN { for (u = 1; u <= 60; u++) { s = u "";
+      for (k = 0; k < 8 + u % 7; k++) s = s " " (1 + (u + k) % 30); print s } }' >"$W/s3/LastFM.txt"
+$RUN --preset lastfm --data "$W/s3" --quick --results "$W/l.json" >"$W/l.out" 2>"$W/l.err" ||
+    { cat "$W/l.err"; fail "lastfm --quick"; }
+$CHECK results "$W/l.json" 1 conure,sinmo
+[ "$($CHECK get "$W/l.json" settings.t1.lr)" = 0.008 ] || fail "T1-only preset lr is not 8e-3"
+[ "$($CHECK get "$W/l.json" settings.t1.batch)" = 256 ] || fail "T1-only preset batch is not 256"
+[ "$($CHECK get "$W/l.json" settings.t1_tie_embedding)" = True ] || fail "T1-only preset is not tied"
+[ "$($CHECK get "$W/l.json" settings.t1_dropout)" = 0.5 ] || fail "T1-only preset dropout is not 0.5"
+[ "$($CHECK get "$W/l.json" settings.exclude_history)" = True ] || fail "T1-only preset keeps history"
+[ "$($CHECK get "$W/l.json" settings.patience)" = 1 ] || fail "--quick patience is not 1"
+$RUN --preset lastfm --data "$W/s3" --quick --methods sinmo --t1-lr 0.002 --patience 3 \
+    --results "$W/l2.json" >/dev/null 2>"$W/l2.err" || { cat "$W/l2.err"; fail "lastfm --t1-lr"; }
+[ "$($CHECK get "$W/l2.json" settings.t1.lr)" = 0.002 ] || fail "--t1-lr not applied over the preset"
+[ "$($CHECK get "$W/l2.json" settings.patience)" = 3 ] || fail "--patience did not win over --quick"
+
 step "ml100k, --quick, all methods (data from $DATA)"
 t0=$(date +%s)
 $RUN --preset ml100k --data "$DATA/movielens-100k" --quick --results "$W/m.json" \

@@ -2,7 +2,8 @@
 # End-to-end test of the `conure` program (examples/conure): --quick pipelines
 # on the embedded default and on ml100k, the results JSON (structure, and the
 # EXACT constancy of Conure's matrix columns), eval, resume, info on a good and
-# on damaged model files, bad input lines, config files.
+# on damaged model files, bad input lines, config files, and the T1-only preset
+# settings (lastfm on a small generated S3-Rec file).
 #
 # usage: test_cli.sh PATH/TO/conure
 # env:   CONURE_SOURCE_ROOT (source tree), CONURE_SHARED_DATA (../shared/data)

@@ -309,14 +309,10 @@ conure_status cn_model_train_step(conure_model *m, int32_t task_id, const int32_
                 g[j] = 0.0f;
         cn_adam_update(p, g, am, av, per, own, want, lr, b1, b2, eps, step, nt);
     }
-    if (t->tied) { /* W is the embedding's mirror: only the bias has its own update */
-        const size_t nw = (size_t)t->n_targets * (size_t)m->cfg.channels;
-        cn_adam_update(t->head + nw, t->head_grad + nw, t->head_m + nw, t->head_v + nw,
-                       t->head_numel - nw, NULL, 0, lr, b1, b2, eps, step, nt);
-    } else {
-        cn_adam_update(t->head, t->head_grad, t->head_m, t->head_v, t->head_numel, NULL, 0, lr,
-                       b1, b2, eps, step, nt);
-    }
+    /* a tied head's W mirrors the embedding: skip it, only the bias has its own update */
+    const size_t skip = t->tied ? (size_t)t->n_targets * (size_t)m->cfg.channels : 0;
+    cn_adam_update(t->head + skip, t->head_grad + skip, t->head_m + skip, t->head_v + skip,
+                   t->head_numel - skip, NULL, 0, lr, b1, b2, eps, step, nt);
     if (backbone_trainable(m))
         cn_model_sync_tied(m); /* E changed: every tied head follows */
     if (loss_out)
